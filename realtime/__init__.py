@@ -1,0 +1,1 @@
+"""The real-time runtime: one Stylizer interface, frame pipelines, and the still/video/camera commands."""
