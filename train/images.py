@@ -68,14 +68,14 @@ def resize_longer_side(rgb: np.ndarray, max_side: int) -> np.ndarray:
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
     if size == (w, h):
         return rgb
-    return np.asarray(Image.fromarray(rgb).resize(size, Image.LANCZOS))
+    return np.array(Image.fromarray(rgb).resize(size, Image.LANCZOS))
 
 
 def resize_to(rgb: np.ndarray, height: int, width: int) -> np.ndarray:
     """Resize ``(H, W, 3)`` uint8 to exactly ``(height, width, 3)`` (bicubic)."""
     if rgb.shape[:2] == (height, width):
         return rgb
-    return np.asarray(Image.fromarray(rgb).resize((width, height), Image.BICUBIC))
+    return np.array(Image.fromarray(rgb).resize((width, height), Image.BICUBIC))
 
 
 def write_image(path: str | os.PathLike, rgb: np.ndarray) -> Path:
