@@ -11,7 +11,7 @@ content=${1:?usage: $0 CONTENT_DIR [OUT_DIR]}
 out=${2:-checkpoints}
 py=${PYTHON:-python}
 common=(--dataset "$content" --image-size 128 --batch-size 2 --style-size 256 --workers 1
-        --checkpoint-every 50 --sample-every 100 --log-every 10 --seed 1)
+        --checkpoint-every 50 --sample-every 100 --log-every 10 --seed 1 --style-weight 4)
 
 train() {  # name style steps init(-|checkpoint) [extra args...]
   local name=$1 style=$2 steps=$3 init=$4; shift 4
@@ -23,9 +23,9 @@ train() {  # name style steps init(-|checkpoint) [extra args...]
     --steps "$steps" --name "$name" "${start[@]}" "$@"
 }
 
-train mosaic        mosaic.jpg        1000 -
-train mosaic_small  mosaic.jpg        800  -  --arch small
-train candy         candy.jpg         500  "$out/mosaic.pth"
-train udnie         udnie.jpg         500  "$out/mosaic.pth"
-train rain_princess rain-princess.jpg 500  "$out/mosaic.pth"
-train starry_night  starry_night.jpg  500  "$out/mosaic.pth"
+train mosaic        mosaic.jpg        600 -
+train mosaic_small  mosaic.jpg        400 -  --arch small
+train candy         candy.jpg         250 "$out/mosaic.pth"
+train udnie         udnie.jpg         250 "$out/mosaic.pth"
+train rain_princess rain-princess.jpg 250 "$out/mosaic.pth"
+train starry_night  starry_night.jpg  250 "$out/mosaic.pth"

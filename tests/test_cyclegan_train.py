@@ -1,0 +1,208 @@
+"""CycleGAN training end to end on two tiny generated domains: red squares (A) and blue discs (B)."""
+from __future__ import annotations
+
+import csv
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.multiprocessing as mp
+from PIL import Image, ImageDraw
+
+from train.checkpoint import load_model
+from train.cyclegan import CycleGANConfig, main, train
+from train.cyclegan_model import output_names
+
+torch.set_num_threads(1)
+REPO = Path(__file__).resolve().parents[1]
+TINY = dict(image_size=32, ngf=8, ndf=8, n_blocks=1, workers=0, device="cpu", progress=False,
+            sample_every=1000, checkpoint_every=1000)
+
+
+def make_domains(root: Path, n: int = 6) -> Path:
+    """``root/trainA``: red squares on pale backgrounds; ``root/trainB``: blue discs; 40x40 px."""
+    rng = np.random.default_rng(0)
+    for domain, fill in (("trainA", (220, 20, 20)), ("trainB", (20, 20, 220))):
+        (root / domain).mkdir(parents=True, exist_ok=True)
+        for i in range(n):
+            img = Image.new("RGB", (40, 40), tuple(int(v) for v in rng.integers(170, 256, 3)))
+            x, y = (int(v) for v in rng.integers(4, 20, 2))
+            draw = ImageDraw.Draw(img)
+            (draw.rectangle if domain == "trainA" else draw.ellipse)([x, y, x + 14, y + 14], fill=fill)
+            img.save(root / domain / f"{i}.png")
+    return root
+
+
+@pytest.fixture
+def domains(tmp_path) -> Path:
+    return make_domains(tmp_path / "reds2blues")
+
+
+def read_log(path: Path) -> list[dict[str, float]]:
+    with open(path, newline="") as f:
+        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
+
+
+def test_training_lowers_cycle_loss_and_writes_named_generators(domains, tmp_path):
+    out = tmp_path / "run"
+    result = train(CycleGANConfig(dataset=str(domains), output=str(out), steps=30, log_every=5, command="pytest",
+                                  **{**TINY, "sample_every": 30}))
+    rows = read_log(out / "logs" / "log.csv")
+    assert [r["step"] for r in rows] == [5, 10, 15, 20, 25, 30]
+    cycle = [r["cycle_A"] + r["cycle_B"] for r in rows]
+    assert cycle[-1] < 0.75 * cycle[0], cycle
+    assert set(result.outputs) == {"reds2blues", "blues2reds", "state"}
+    loaded = load_model(out / "reds2blues.pth", expect_arch="resnet_generator")
+    assert loaded.contract.family == "cyclegan" and loaded.contract.style == "reds->blues"
+    assert loaded.contract.provenance["steps"] == 30 and loaded.contract.provenance["command"] == "pytest"
+    assert loaded.model.n_blocks == 1 and loaded.meta["config"]["image_size"] == 32
+    assert load_model(out / "blues2reds.pth").contract.style == "blues->reds"
+    with torch.no_grad():
+        fake = loaded.model(torch.zeros(1, 3, 32, 32))
+    assert fake.shape == (1, 3, 32, 32) and fake.abs().max() <= 1
+    state = torch.load(out / "state.pth", weights_only=True)
+    assert state["training"]["step"] == 30 and set(state["training"]["nets"]) == {"G_B", "D_A", "D_B"}
+    assert (out / "samples" / "step_0000030.png").is_file()
+
+
+def test_output_names():
+    assert output_names("horse2zebra") == ("horse2zebra", "zebra2horse", ("horse", "zebra"))
+    assert output_names("/data/day2night/")[:2] == ("day2night", "night2day")
+    assert output_names("/data/photos")[:2] == ("a2b", "b2a")
+
+
+def _all_weights(result) -> dict[str, torch.Tensor]:
+    return {f"{n}.{k}": v for n in ("G_A", "G_B", "D_A", "D_B") for k, v in result.model.raw(n).state_dict().items()}
+
+
+def test_resume_continues_exactly(domains, tmp_path):
+    cfg = dict(dataset=str(domains), pool_size=2, log_every=2, epochs=1, epochs_decay=2, **TINY)
+    straight = train(CycleGANConfig(output=str(tmp_path / "a"), steps=8, **cfg))
+    train(CycleGANConfig(output=str(tmp_path / "b"), steps=4, **cfg))
+    resumed = train(CycleGANConfig(output=str(tmp_path / "b"), steps=8, resume=str(tmp_path / "b" / "state.pth"), **cfg))
+    assert resumed.model.lr == straight.model.lr < 2e-4  # the schedule continued into the decay
+    a, b = _all_weights(straight), _all_weights(resumed)
+    assert a.keys() == b.keys()
+    for key in a:
+        torch.testing.assert_close(b[key], a[key], atol=1e-6, rtol=0, msg=key)
+    assert all(torch.equal(x, y) for x, y in zip(straight.model.pool_B.images, resumed.model.pool_B.images))
+    log_a, log_b = (read_log(tmp_path / d / "logs" / "log.csv") for d in "ab")
+    assert [r["step"] for r in log_b] == [2, 4, 6, 8]  # the resumed run appended to the same CSV
+    for row_a, row_b in zip(log_a, log_b):
+        assert {k: v for k, v in row_a.items() if k != "it_per_s"} == {k: v for k, v in row_b.items() if k != "it_per_s"}
+
+
+def test_bf16_channels_last_and_batches(domains, tmp_path):
+    result = train(CycleGANConfig(dataset=str(domains), output=str(tmp_path / "o"), steps=2, log_every=1,
+                                  amp="bf16", channels_last=True, batch_size=2, **TINY))
+    assert result.steps == 2 and all(np.isfinite(v) for v in result.losses.values())
+
+
+def test_unreadable_files_are_skipped_warned_once_and_counted(domains, tmp_path, caplog):
+    (domains / "trainB" / "zz_broken.jpg").write_bytes(b"\xff\xd8 truncated")
+    caplog.set_level("WARNING")
+    result = train(CycleGANConfig(dataset=str(domains), output=str(tmp_path / "o"), steps=21, log_every=7,
+                                  lambda_identity=0, **TINY))
+    assert result.bad_files == 1
+    per_file = [r for r in caplog.records if "zz_broken.jpg" in r.getMessage() and "skipping" in r.getMessage()]
+    assert len(per_file) == 1
+    assert any("skipped 1 unreadable" in r.getMessage() for r in caplog.records)
+
+
+def _cli(argv: list[str], capsys) -> tuple[int, list[str]]:
+    code = main(argv)
+    return code, capsys.readouterr().err.strip().splitlines()
+
+
+@pytest.mark.parametrize("case", ["no_trainB", "empty_domain", "unknown_name", "missing_named", "fp16_cpu"])
+def test_bad_input_is_one_line(case, tmp_path, capsys):
+    folder = make_domains(tmp_path / "set")
+    argv = ["--dataset", str(folder), "-o", str(tmp_path / "out"), "--device", "cpu", "--no-progress",
+            "--image-size", "32", "--ngf", "4", "--ndf", "4", "--n-blocks", "1", "--steps", "1", "--workers", "0",
+            "--data-root", str(tmp_path / "root")]
+    if case == "no_trainB":
+        for f in (folder / "trainB").iterdir():
+            f.unlink()
+        (folder / "trainB").rmdir()
+    elif case == "empty_domain":
+        for f in (folder / "trainA").iterdir():
+            f.unlink()
+    elif case in ("unknown_name", "missing_named"):
+        argv[1] = "zebra2horse" if case == "unknown_name" else "horse2zebra"
+    else:
+        argv += ["--amp", "fp16"]
+    code, err = _cli(argv, capsys)
+    expected = {"no_trainB": "no trainB/", "empty_domain": "holds no images", "unknown_name": "neither a folder",
+                "missing_named": "--download", "fp16_cpu": "fp16 needs a CUDA"}[case]
+    assert code == 2 and len(err) == 1 and err[0].startswith("error:") and expected in err[0], err
+
+
+def test_resume_with_other_blocks_or_without_flag_is_one_line(domains, tmp_path, capsys):
+    base = ["--dataset", str(domains), "-o", str(tmp_path / "out"), "--device", "cpu", "--no-progress",
+            "--image-size", "32", "--ngf", "4", "--ndf", "4", "--steps", "1", "--workers", "0"]
+    assert main(base + ["--n-blocks", "2"]) == 0
+    capsys.readouterr()
+    code, err = _cli(base + ["--n-blocks", "1", "--steps", "2", "--resume"], capsys)
+    assert code == 2 and len(err) == 1 and "n_blocks=2" in err[0], err
+    code, err = _cli(base + ["--n-blocks", "2", "--steps", "2"], capsys)
+    assert code == 2 and len(err) == 1 and "--resume" in err[0], err
+    code, err = _cli(base + ["--n-blocks", "2", "--resume", str(tmp_path / "nothing.pth")], capsys)
+    assert code == 2 and len(err) == 1 and "nothing to resume" in err[0], err
+    assert main(base + ["--n-blocks", "2", "--steps", "2", "--resume"]) == 0
+
+
+def test_ctrl_c_saves_state_and_generators(domains, tmp_path):
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "train.cyclegan", "--dataset", str(domains), "-o", str(out), "--device", "cpu",
+           "--image-size", "32", "--ngf", "4", "--ndf", "4", "--n-blocks", "1", "--steps", "100000",
+           "--workers", "1", "--log-every", "1", "--no-progress"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 60
+        while time.time() < deadline and not _has_rows(out / "logs" / "log.csv", 3):
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err
+    assert "continue with --resume" in err
+    step = torch.load(out / "state.pth", weights_only=True)["training"]["step"]
+    assert step >= 3
+    assert load_model(out / "reds2blues.pth").contract.provenance["steps"] == step
+    assert (out / "blues2reds.pth").is_file()
+
+
+def _has_rows(path: Path, n: int) -> bool:
+    return path.exists() and len(path.read_text().splitlines()) > n
+
+
+def _ddp_worker(rank: int, world: int, port: int, dataset: str, output: str, dump: str) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
+                      LOCAL_RANK=str(rank))
+    torch.set_num_threads(1)
+    result = train(CycleGANConfig(dataset=dataset, output=output, steps=3, log_every=1, batch_size=1, **TINY))
+    torch.save({k: v.clone() for k, v in _all_weights(result).items()} | {"steps": torch.tensor(result.steps)},
+               f"{dump}/rank{rank}.pth")
+
+
+def test_two_process_gloo_ddp(domains, tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.spawn(_ddp_worker, args=(2, port, str(domains), str(tmp_path / "out"), str(tmp_path)), nprocs=2, join=True)
+    ranks = [torch.load(tmp_path / f"rank{r}.pth", weights_only=True) for r in range(2)]
+    assert int(ranks[0]["steps"]) == int(ranks[1]["steps"]) == 3
+    for key in ranks[0]:
+        assert torch.equal(ranks[0][key], ranks[1][key]), key  # DDP kept the replicas identical
+    rows = read_log(tmp_path / "out" / "logs" / "log.csv")
+    assert [r["step"] for r in rows] == [1, 2, 3]  # written once, by rank 0
+    assert (tmp_path / "out" / "reds2blues.pth").is_file()

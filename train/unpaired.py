@@ -1,0 +1,194 @@
+"""Unpaired image sets for CycleGAN: a folder with ``trainA/`` and ``trainB/``, the authors' named sets, sharding.
+
+A sample is ``{"A": (3, S, S), "B": (3, S, S)}`` float32 RGB in -1..1, prepared as the authors'
+``resize_and_crop``: squash to ``load_size`` square (bicubic), random ``S`` crop, random
+horizontal flip. As in their ``UnalignedDataset`` an epoch has ``max(|A|, |B|)`` samples: item
+``i`` pairs ``A[i % |A|]`` with a random B.
+
+Randomness is a pure function of ``(seed, epoch, index)``, and :class:`EpochBatchSampler` hands
+the epoch to the dataset with each index, so worker processes, ``--resume`` and several ranks
+all see the same, reproducible stream. An unreadable file never stops training: the next readable
+one is used and the bad file's index reported in ``bad_A`` / ``bad_B`` (-1 when none).
+"""
+from __future__ import annotations
+
+import difflib
+import logging
+import math
+import random
+import re
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import Dataset, Sampler
+
+from train.data import DATA_ROOT_ENV
+from train.download import download, extract_zip
+from train.errors import UserError
+from train.images import list_images, pil_to_rgb
+
+log = logging.getLogger(__name__)
+
+# The authors' datasets (pytorch-CycleGAN-and-pix2pix, datasets/download_cyclegan_dataset.sh).
+DATASETS = ("horse2zebra", "monet2photo", "summer2winter_yosemite", "apple2orange", "cezanne2photo",
+            "ukiyoe2photo", "vangogh2photo", "maps", "facades", "iphone2dslr_flower")
+DATASET_URL = "https://efrosgans.eecs.berkeley.edu/cyclegan/datasets/{name}.zip"
+
+
+def domain_names(name: str) -> tuple[str, str] | None:
+    """``"horse2zebra"`` -> ``("horse", "zebra")``; ``None`` when the name is not of the form X2Y."""
+    match = re.fullmatch(r"([A-Za-z][\w-]*?)2([A-Za-z][\w-]*)", name)
+    return (match.group(1), match.group(2)) if match else None
+
+
+def _has_domains(folder: Path) -> bool:
+    return (folder / "trainA").is_dir() and (folder / "trainB").is_dir()
+
+
+def resolve_dataset(dataset: str, data_root: Path, download_missing: bool = False, progress: bool = True,
+                    url_template: str | None = None) -> Path:
+    """The folder holding ``trainA/`` and ``trainB/`` for ``dataset`` (a folder or one of :data:`DATASETS`).
+
+    A named set is looked up under ``data_root/cyclegan/<name>``; if absent it is downloaded and
+    extracted there when ``download_missing``, else a :class:`UserError` says how to get it.
+    ``url_template`` (default :data:`DATASET_URL`) has a ``{name}`` field.
+    """
+    path = Path(dataset).expanduser()
+    if path.is_dir():
+        return path
+    if dataset not in DATASETS:
+        hint = difflib.get_close_matches(dataset, DATASETS, n=1)
+        raise UserError(f"--dataset {dataset!r} is neither a folder nor a known dataset"
+                        + (f"; did you mean {hint[0]!r}?" if hint else "")
+                        + f" (known: {', '.join(DATASETS)}; or give a folder with trainA/ and trainB/)")
+    folder = data_root / "cyclegan" / dataset
+    if _has_domains(folder):
+        return folder
+    url = (url_template or DATASET_URL).format(name=dataset)
+    if not download_missing:
+        raise UserError(f"dataset {dataset} not found under {folder}; run again with --download to fetch {url}, "
+                        f"or unzip it into {folder.parent} yourself, or pass --data-root / ${DATA_ROOT_ENV}")
+    archive = download(url, data_root / "cyclegan" / f"{dataset}.zip", progress=progress)
+    extract_zip(archive, data_root / "cyclegan", progress=progress)
+    archive.unlink()
+    if not _has_domains(folder):
+        raise UserError(f"{archive.name} extracted, but {folder} has no trainA/ and trainB/ folders")
+    return folder
+
+
+def domain_files(root: Path, split: str = "train") -> tuple[list[Path], list[Path]]:
+    """The image files of ``root/<split>A`` and ``root/<split>B``; a missing or empty domain is a UserError."""
+    missing = [f"{split}{d}/" for d in "AB" if not (root / f"{split}{d}").is_dir()]
+    if missing:
+        present = sorted(p.name + "/" for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+        raise UserError(f"{root} has no {' and no '.join(missing)} folder; an unpaired dataset needs {split}A/ "
+                        f"and {split}B/ (found: {', '.join(present) or 'nothing'})")
+    files = []
+    for d in "AB":
+        found = list_images(root / f"{split}{d}")
+        if not found:
+            raise UserError(f"{root / (split + d)} holds no images (jpg, png, webp, bmp)")
+        files.append(found)
+    return files[0], files[1]
+
+
+class UnpairedDataset(Dataset):
+    """Unpaired samples from two domains; indexed by ``(epoch, index)`` tuples (see :class:`EpochBatchSampler`).
+
+    Returns ``{"A", "B"}`` ``(3, crop, crop)`` float32 in -1..1 plus ``epoch``, ``batch`` (position of
+    the batch in its epoch, passed through from the sampler), ``bad_A``/``bad_B`` (index of a skipped
+    unreadable file or -1).
+    """
+
+    def __init__(self, root: str | Path, crop_size: int = 256, load_size: int | None = None, flip: bool = True,
+                 seed: int = 0, split: str = "train") -> None:
+        self.root = Path(root)
+        self.files_A, self.files_B = domain_files(self.root, split)
+        self.crop_size = int(crop_size)
+        self.load_size = int(load_size) if load_size else load_size_for(self.crop_size)
+        if self.load_size < self.crop_size:
+            raise UserError(f"load size {self.load_size} is smaller than the crop {self.crop_size}")
+        self.flip, self.seed = flip, int(seed)
+
+    def __len__(self) -> int:
+        return max(len(self.files_A), len(self.files_B))
+
+    def _load(self, path: Path, rng: random.Random) -> torch.Tensor:
+        with Image.open(path) as img:
+            img.draft("RGB", (self.load_size, self.load_size))  # fast JPEG downscale, never below load size
+            img = Image.fromarray(pil_to_rgb(img))
+        img = img.resize((self.load_size, self.load_size), Image.BICUBIC)
+        x0 = rng.randint(0, self.load_size - self.crop_size)
+        y0 = rng.randint(0, self.load_size - self.crop_size)
+        img = img.crop((x0, y0, x0 + self.crop_size, y0 + self.crop_size))
+        if self.flip and rng.random() < 0.5:
+            img = img.transpose(Image.FLIP_LEFT_RIGHT)
+        arr = np.asarray(img, dtype=np.float32) / 127.5 - 1.0
+        return torch.from_numpy(arr).permute(2, 0, 1).contiguous()
+
+    def _load_readable(self, files: list[Path], index: int, rng: random.Random) -> tuple[torch.Tensor, int]:
+        bad = -1
+        for attempt in range(len(files)):
+            i = (index + attempt) % len(files)
+            try:
+                return self._load(files[i], rng), bad
+            except Exception:  # noqa: BLE001 - any decoder failure means "skip this file"
+                if bad == -1:
+                    bad = i
+        raise UserError(f"none of the {len(files)} images under {files[0].parent} could be read")
+
+    def __getitem__(self, key: tuple[int, int, int] | int) -> dict[str, Any]:
+        epoch, batch, index = key if isinstance(key, tuple) else (0, 0, key)
+        rng = random.Random(hash((self.seed, epoch, index)))  # hash of ints: stable across processes
+        index_B = rng.randrange(len(self.files_B))
+        image_A, bad_A = self._load_readable(self.files_A, index % len(self.files_A), rng)
+        image_B, bad_B = self._load_readable(self.files_B, index_B, rng)
+        return {"A": image_A, "B": image_B, "epoch": epoch, "batch": batch, "bad_A": bad_A, "bad_B": bad_B}
+
+
+def load_size_for(crop_size: int) -> int:
+    """The authors' load size for a crop: 286 for 256, scaled alike (``crop * 286 / 256``)."""
+    return int(round(crop_size * 286 / 256))
+
+
+class EpochBatchSampler(Sampler):
+    """Endless batches of ``(epoch, batch, index)`` keys: each epoch a fresh seeded shuffle, sharded over ranks.
+
+    Like ``DistributedSampler``, the permutation of ``n`` items is padded to a multiple of
+    ``world_size`` and rank ``r`` takes every ``world_size``-th index from ``r``; its share is cut
+    into batches of ``batch_size`` (the last one may be short). Iteration starts at
+    ``start_epoch``, batch ``start_batch``, so a resumed run sees exactly what it would have.
+    """
+
+    def __init__(self, n: int, batch_size: int, seed: int = 0, rank: int = 0, world_size: int = 1,
+                 start_epoch: int = 0, start_batch: int = 0) -> None:
+        self.n, self.batch_size, self.seed = int(n), int(batch_size), int(seed)
+        self.rank, self.world_size = int(rank), int(world_size)
+        self.start_epoch, self.start_batch = int(start_epoch), int(start_batch)
+
+    @property
+    def batches_per_epoch(self) -> int:
+        return math.ceil(math.ceil(self.n / self.world_size) / self.batch_size)
+
+    def epoch_indices(self, epoch: int) -> list[int]:
+        """This rank's indices for ``epoch``."""
+        g = torch.Generator()
+        g.manual_seed(self.seed * 1_000_003 + epoch)
+        order = torch.randperm(self.n, generator=g).tolist()
+        total = math.ceil(self.n / self.world_size) * self.world_size
+        order += order[: total - self.n]
+        return order[self.rank::self.world_size]
+
+    def __iter__(self) -> Iterator[list[tuple[int, int, int]]]:
+        epoch, first = self.start_epoch, self.start_batch
+        while True:
+            share = self.epoch_indices(epoch)
+            for b in range(first, self.batches_per_epoch):
+                yield [(epoch, b, i) for i in share[b * self.batch_size:(b + 1) * self.batch_size]]
+            epoch, first = epoch + 1, 0
+
+    def __len__(self) -> int:  # one epoch; the sampler itself never ends
+        return self.batches_per_epoch
