@@ -1,0 +1,56 @@
+"""Stylise one still image with a feed-forward model (a Johnson net or a CycleGAN generator).
+
+``realtime.still`` calls :func:`stylize_image` for ``--method johnson`` and ``--method
+cyclegan``; the model is anything ``--model`` accepts (see :func:`realtime.models.load_stylizer`).
+"""
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from realtime.models import load_stylizer
+from realtime.stages import PreserveColor, StrengthBlend, check_strength
+from realtime.stylizer import Stylizer, apply_stages
+from train.errors import UserError
+from train.images import resize_longer_side
+from train.nets.contract import FAMILIES
+
+log = logging.getLogger(__name__)
+
+
+def check_family(stylizer: Stylizer, family: str | None, model: str) -> None:
+    """Raise :class:`UserError` when ``--method`` names another family than the model's contract."""
+    if family is None:
+        return
+    if family not in FAMILIES:
+        raise UserError(f"unknown model family {family!r}; use one of {', '.join(FAMILIES)}")
+    actual = stylizer.contract.family
+    if actual != family:
+        raise UserError(f"--method {family}: model {model!r} is a {actual} model; use --method {actual}")
+
+
+def stylize_image(content_rgb: np.ndarray, model: str, *, size: int | None = None, strength: float = 1.0,
+                  preserve_color: bool = False, device: str = "auto", provider: str | None = None,
+                  input_range: str | None = None, family: str | None = None,
+                  stylizer: Stylizer | None = None) -> np.ndarray:
+    """``(H, W, 3)`` uint8 RGB -> the stylised image, uint8 RGB, the size of the (resized) input.
+
+    ``size`` resizes the longer side first. Any size works: the frame is padded to the
+    model's multiple and cropped back (or resized for fixed-size models). ``strength`` blends
+    with the input (1 = fully stylised); ``preserve_color`` keeps the input's colours.
+    ``family`` (``johnson``/``cyclegan``) must match the model's. ``stylizer``: an already
+    loaded one, to stylise many images without reloading ``model``.
+    """
+    check_strength(strength)
+    if not isinstance(content_rgb, np.ndarray) or content_rgb.dtype != np.uint8 or content_rgb.ndim != 3 \
+            or content_rgb.shape[2] != 3:
+        raise UserError("the content image must be an (H, W, 3) uint8 RGB array")
+    if stylizer is None:
+        stylizer = load_stylizer(model, device=device, provider=provider, input_range=input_range)
+    check_family(stylizer, family, model)
+    frame = resize_longer_side(content_rgb, size) if size else content_rgb
+    frame = np.ascontiguousarray(frame)
+    styled = stylizer(frame)
+    log.info("stylised %dx%d with %s", frame.shape[1], frame.shape[0], stylizer.name)
+    return apply_stages([PreserveColor(preserve_color), StrengthBlend(strength)], frame, styled)
