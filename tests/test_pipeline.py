@@ -1,0 +1,252 @@
+"""realtime.pipeline.run on lists of arrays: order, stages, errors, Ctrl-C, overlap."""
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from realtime.pipeline import Frame, Interrupted, RunStats, StopRun, run
+from realtime.sinks import ListSink, TeeSink
+from realtime.stylizer import IdentityStylizer
+
+
+def frames(n: int = 40, h: int = 12, w: int = 16) -> list[np.ndarray]:
+    return [np.full((h, w, 3), i % 256, np.uint8) for i in range(n)]
+
+
+def ids(seq) -> list[int]:
+    return [int(f[0, 0, 0]) for f in seq]
+
+
+class Plus1(IdentityStylizer):
+    def __call__(self, frame):
+        return frame + np.uint8(1)
+
+    def stylize_batch(self, batch):
+        return [f + np.uint8(1) for f in batch]
+
+
+class Recorder:
+    """A stage that records which thread and order prepare/__call__ run in."""
+
+    def __init__(self) -> None:
+        self.prepared: list[tuple[int, str]] = []
+        self.called: list[tuple[int, object, str]] = []
+        self.resets = 0
+
+    def prepare(self, source):
+        self.prepared.append((int(source[0, 0, 0]), threading.current_thread().name))
+        return ("p", int(source[0, 0, 0]))
+
+    def __call__(self, source, styled, prepared=None):
+        self.called.append((int(source[0, 0, 0]), prepared, threading.current_thread().name))
+        return styled
+
+    def reset(self):
+        self.resets += 1
+
+
+class Boom(Exception):
+    pass
+
+
+def test_identity_keeps_order_and_count():
+    src = frames(50)
+    out: list[np.ndarray] = []
+    stats = run(src, IdentityStylizer(), out)
+    assert ids(out) == ids(src)
+    assert all(np.array_equal(a, b) for a, b in zip(src, out))
+    assert stats.frames == 50 and stats.fps > 0 and not stats.interrupted
+    assert "50 frames" in stats.summary() and "infer" in stats.summary()
+
+
+@pytest.mark.parametrize("batch_size", [1, 3, 8])
+def test_batches_keep_order(batch_size):
+    sink = ListSink()
+    run(frames(23), Plus1(), sink, batch_size=batch_size, queue_size=2)
+    assert ids(sink.frames) == [i + 1 for i in range(23)]
+    assert sink.closed and not sink.aborted
+
+
+def test_frame_meta_reaches_the_sink():
+    src = [Frame(img, meta={"pts": i * 7}) for i, img in enumerate(frames(10))]
+    sink = ListSink()
+    run(src, IdentityStylizer(), sink)
+    assert [info.meta["pts"] for info in sink.infos] == [i * 7 for i in range(10)]
+    assert [info.index for info in sink.infos] == list(range(10))
+    assert all(np.array_equal(info.source, f.image) for info, f in zip(sink.infos, src))
+
+
+def test_stages_prepare_on_decode_thread_and_apply_in_order_on_caller():
+    stage = Recorder()
+    run(frames(30), Plus1(), ListSink(), [stage])
+    assert [i for i, _ in stage.prepared] == list(range(30))
+    assert {name for _, name in stage.prepared} == {"nst-decode"}
+    assert [i for i, _, _ in stage.called] == list(range(30))
+    assert all(p == ("p", i) for i, p, _ in stage.called)
+    assert {name for *_, name in stage.called} == {threading.current_thread().name}
+
+
+def test_error_in_stylizer_propagates_and_threads_stop():
+    class Bad(IdentityStylizer):
+        def __call__(self, frame):
+            if frame[0, 0, 0] == 5:
+                raise Boom("model failed")
+            return frame
+
+    before = threading.active_count()
+    sink = ListSink()
+    with pytest.raises(Boom, match="model failed"):
+        run(frames(40), Bad(), sink)
+    assert ids(sink.frames) == list(range(len(sink.frames))) and len(sink.frames) <= 5
+    assert sink.closed                    # the sink itself was fine: finalised, not aborted
+    time.sleep(0.05)
+    assert threading.active_count() == before
+
+
+def test_error_in_sink_propagates_and_aborts_it():
+    class FullDisk(ListSink):
+        def write(self, frame, info=None):
+            if len(self.frames) == 3:
+                raise OSError(28, "No space left on device")
+            super().write(frame, info)
+
+    sink = FullDisk()
+    with pytest.raises(OSError) as err:
+        run(frames(40), IdentityStylizer(), sink)
+    assert err.value.errno == 28
+    assert sink.aborted and not sink.closed
+
+
+def test_error_in_source_propagates_and_source_is_closed():
+    closed = []
+
+    def gen():
+        try:
+            for i, f in enumerate(frames(20)):
+                if i == 7:
+                    raise Boom("truncated")
+                yield f
+        finally:
+            closed.append(True)
+
+    sink = ListSink()
+    with pytest.raises(Boom, match="truncated"):
+        run(gen(), IdentityStylizer(), sink)
+    assert closed == [True]
+    assert ids(sink.frames) == list(range(len(sink.frames)))
+
+
+def test_bad_frame_type_is_a_clear_error():
+    with pytest.raises(TypeError, match="uint8"):
+        run([np.zeros((4, 4), np.float32)], IdentityStylizer(), [])
+
+
+def test_keyboard_interrupt_from_stylizer_finalises_sink():
+    class CtrlC(IdentityStylizer):
+        def __call__(self, frame):
+            if frame[0, 0, 0] == 10:
+                raise KeyboardInterrupt
+            return frame
+
+    sink = ListSink()
+    with pytest.raises(KeyboardInterrupt) as err:
+        run(frames(40), CtrlC(), sink)
+    assert isinstance(err.value, Interrupted)
+    assert err.value.stats.interrupted and err.value.stats.frames == len(sink.frames)
+    assert ids(sink.frames) == list(range(10))        # every frame stylised before Ctrl-C is written
+    assert sink.closed and not sink.aborted
+
+
+def test_keyboard_interrupt_in_caller_finalises_sink():
+    class CtrlCSink(ListSink):
+        def write(self, frame, info=None):
+            super().write(frame, info)
+            if len(self.frames) == 4:
+                raise KeyboardInterrupt
+
+    sink = CtrlCSink()
+    with pytest.raises(Interrupted):
+        run(frames(100), IdentityStylizer(), sink)
+    assert sink.closed and ids(sink.frames) == list(range(len(sink.frames)))
+    assert 4 <= len(sink.frames) < 100
+
+
+def test_stop_run_ends_normally():
+    class Quit(ListSink):
+        def write(self, frame, info=None):
+            super().write(frame, info)
+            if len(self.frames) == 6:
+                raise StopRun()
+
+    sink = Quit()
+    stats = run(frames(100), IdentityStylizer(), sink)
+    assert stats.frames == 6 and sink.closed and not stats.interrupted
+
+
+def test_stages_overlap_with_inference():
+    """Source, model and sink each take 20 ms per frame; overlapped, a run takes ~1/3 of serial."""
+    n, delay = 15, 0.02
+
+    def slow_source():
+        for f in frames(n):
+            time.sleep(delay)
+            yield f
+
+    class SlowModel(IdentityStylizer):
+        def __call__(self, frame):
+            time.sleep(delay)
+            return frame
+
+    class SlowSink(ListSink):
+        def write(self, frame, info=None):
+            time.sleep(delay)
+            super().write(frame, info)
+
+    stats = run(slow_source(), SlowModel(), SlowSink())
+    serial = 3 * n * delay
+    assert stats.seconds < 0.75 * serial
+    assert stats.decode > 0.8 * n * delay and stats.infer > 0.8 * n * delay and stats.encode > 0.8 * n * delay
+
+
+def test_tee_sink_writes_all_and_raises_first_close_error():
+    a, b = ListSink(), ListSink()
+    run(frames(5), IdentityStylizer(), TeeSink(a, None, b))
+    assert len(a.frames) == len(b.frames) == 5 and a.closed and b.closed
+
+
+def test_runstats_summary():
+    s = RunStats(frames=10, seconds=2.0, decode=0.1, infer=1.0, post=0.05, encode=0.2)
+    assert s.fps == 5.0
+    assert s.per_frame_ms()["infer"] == pytest.approx(100.0)
+    assert "5.0 frames/s" in s.summary()
+
+
+def test_live_mode_reads_a_frame_only_when_the_model_takes_the_last():
+    pulled = []
+
+    def camera():
+        for i in range(1000):
+            pulled.append(i)
+            yield np.full((4, 4, 3), i % 256, np.uint8)
+
+    class Slow(IdentityStylizer):
+        def __call__(self, frame):
+            time.sleep(0.02)
+            return frame
+
+    class Stop(ListSink):
+        def write(self, frame, info=None):
+            super().write(frame, info)
+            if len(self.frames) == 8:
+                raise StopRun()
+
+    sink = Stop()
+    run(camera(), Slow(), sink, queue_size=1, live=True)
+    assert ids(sink.frames) == list(range(8))
+    assert len(pulled) <= 8 + 2             # at most one queued and one being prepared
+    pulled.clear()
+    run(camera(), Slow(), Stop(), queue_size=4)
+    assert len(pulled) > 8 + 2              # without live mode the reader runs ahead
