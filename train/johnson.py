@@ -403,6 +403,8 @@ def build_parser() -> argparse.ArgumentParser:
     a("--seed", type=int, default=42)
     a("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     a("--workers", type=int, default=2, help="data loading processes")
+    a("--threads", type=int, help="CPU threads for torch (default: all cores; on a busy machine fewer, "
+                                  "even 1, can be much faster)")
     a("--log-dir", help="folder for log.csv, TensorBoard and sample grids (default: <output>_log)")
     a("--name", help="model name stored in the contract (default: output file stem)")
     return p
@@ -412,6 +414,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
     args = build_parser().parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     config = JohnsonConfig(
         style=args.style, output=args.output, dataset=args.dataset, data_root=args.data_root,
         download=args.download, steps=args.steps, epochs=args.epochs, image_size=args.image_size,
