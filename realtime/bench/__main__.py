@@ -15,6 +15,7 @@ BENCHMARKS = {
     "cyclegan": ("realtime.bench.cyclegan_train", "CycleGAN training iterations/s: tuned vs plain fp32"),
     "video": ("realtime.bench.video", "frames/s per backend, model alone and end to end, vs eager fp32"),
     "stabilize": ("realtime.bench.stabilize", "flicker score and fps: input floor, per-frame, stabilised"),
+    "quality": ("realtime.bench.quality", "style and content distances of the shipped models; README gallery"),
 }
 
 
