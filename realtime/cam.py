@@ -22,6 +22,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from train.errors import UserError, cli_entry
+from realtime.models import ListModelsAction
 
 KEYS_HELP = ("keys: n/p next/previous model, +/- strength, c colour preservation, t stabiliser, "
              "s snapshot, space side by side, q/Esc quit")
@@ -217,6 +218,7 @@ def _strength_or_default(text: str) -> float | str:
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="nst-cam", description="Live style transfer from a camera, a stream or a video file.",
                 epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--list-models", action=ListModelsAction)
     p.add_argument("--model", "-m", action="append", required=True, metavar="PATH|NAME",
                    help="a model; repeat to switch between several with n/p")
     p.add_argument("--source", default="0", help="camera index, video file or stream URL (default 0)")

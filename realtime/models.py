@@ -11,6 +11,7 @@ download (``<file>.sha256``), so a damaged cached file is noticed and fetched ag
 """
 from __future__ import annotations
 
+import argparse
 import difflib
 import logging
 import os
@@ -160,6 +161,18 @@ def format_model_table(rows: Sequence[ModelRow], cache: Path | None = None) -> s
     notes = ("Licences: pytorch/examples BSD-3-Clause; ONNX Model Zoo Apache-2.0; CycleGAN generators BSD "
              f"(see each project). Downloads go to {cache_dir('models') if cache is None else cache}")
     return "\n".join(body) + "\n\n" + notes
+
+
+class ListModelsAction(argparse.Action):
+    """``--list-models``: print :func:`format_model_table` and exit, like ``--help`` (other arguments not needed)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str = argparse.SUPPRESS, **kwargs) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS,
+                         help="list the models --model can name (local and downloadable) and exit")
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        print(format_model_table(list_models()))
+        parser.exit()
 
 
 def _sidecar(path: Path) -> Path:

@@ -15,6 +15,7 @@ from typing import Sequence
 
 from train.errors import UserError, cli_entry
 from train.files import atomic_path, ensure_not_an_input
+from realtime.models import ListModelsAction
 
 EPILOG = """\
 examples:
@@ -56,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="nst-video", description="Stylise video files with a fast style or CycleGAN model.",
                 epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="video files, or folders of them")
+    p.add_argument("--list-models", action=ListModelsAction)
     p.add_argument("--model", "-m", required=True, metavar="PATH|NAME", help="checkpoint, TorchScript or ONNX file, or a model name")
     p.add_argument("--output", "-o", metavar="PATH", help="output file (one input) or folder "
                    "(default: <input stem>_<model>.mp4 beside each input)")
