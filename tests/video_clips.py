@@ -146,6 +146,8 @@ def fake_models_module(factory) -> types.ModuleType:
     module.load_stylizer = load_stylizer
     module.resolve_model = lambda model, **kwargs: Path(model)
     module.list_models = lambda: []
+    from realtime.models import ListModelsAction  # the CLIs' --list-models flag, unchanged
+    module.ListModelsAction = ListModelsAction
     return module
 
 
