@@ -15,8 +15,7 @@ $(STAMP): setup.cfg pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/python -m realtime.still --method gatys --content samples/content/tubingen.jpg \
-		--style samples/styles/starry_night.jpg --size 256 --steps 100 -o out/tubingen_starry_night.png
+	$(BIN)/nst-video samples/video/cockatoo.mp4 --model weights/mosaic.onnx -o out/cockatoo_mosaic.mp4 --force
 
 test: $(STAMP)
 	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest

@@ -105,6 +105,19 @@ def evaluate_cyclegan(model: str, horses: Path, zebras: Path, vgg: VGG19Features
             f"(target <= -15%); content distance to the inputs {np.mean(content):.2f}"]
 
 
+def video_strip(video: Path, model: str, gallery: Path, picks: int = 3) -> Path:
+    """Frames spread over ``video``, original above stylised, as ``gallery/<video>_<model>.jpg``."""
+    from realtime.models import load_stylizer
+    from realtime.video_io import probe, read_frames
+    stylizer = load_stylizer(model, device="cpu")
+    frames = [f.image for f in read_frames(probe(video))]
+    chosen = [frames[round(i * (len(frames) - 1) / (picks - 1))] for i in range(picks)]
+    styled = [stylizer(f) for f in chosen]
+    h, w = chosen[0].shape[:2]
+    small = [[resize_to(f, h // 2, w // 2) for f in row] for row in (chosen, styled)]
+    return save_grid(small, gallery / f"{video.stem}_{Path(model).stem}.jpg")
+
+
 @cli_entry
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m realtime.bench quality", description=__doc__,
@@ -116,6 +129,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--horses", help="folder of test photos of domain A (e.g. horse2zebra/testA)")
     p.add_argument("--zebras", help="folder of test photos of domain B (e.g. horse2zebra/testB)")
     p.add_argument("--limit", type=int, help="score only the first N test photos")
+    p.add_argument("--video", help="with --gallery: also write frames of this clip, original and stylised")
+    p.add_argument("--video-model", default="mosaic", help="model for --video")
     args = p.parse_args(argv)
     torch.set_grad_enabled(False)
     vgg = VGG19Features.caffe()
@@ -135,6 +150,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise UserError("--horses and --zebras go together")
         print("\n".join(evaluate_cyclegan(args.cyclegan, Path(args.horses), Path(args.zebras), vgg, args.size,
                                           gallery, args.limit)))
+    if args.video and gallery:
+        print(f"wrote {video_strip(Path(args.video), args.video_model, gallery)}")
     if not models and not args.horses:
         raise UserError(f"no Johnson models with a bundled style image under {args.weights}, and no --horses")
     return 0
