@@ -14,6 +14,16 @@ SAMPLES = REPO / "samples"
 
 
 @pytest.fixture
+def one_torch_thread():
+    """Tiny tensors: thread hand-offs would cost more than the work on a shared machine."""
+    import torch
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(0)
 

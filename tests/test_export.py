@@ -19,24 +19,7 @@ from train.checkpoint import save_checkpoint
 from train.errors import UserError
 from train.nets import PatchDiscriminator, ResnetGenerator, TransformerNet
 from train.nets.contract import IOContract, cyclegan_contract, johnson_contract
-
-
-def lively_johnson(seed: int = 0) -> TransformerNet:
-    """A small random TransformerNet whose output spans 0..255 (a fresh one returns ~0 everywhere)."""
-    torch.manual_seed(seed)
-    net = TransformerNet.from_arch("small").eval()
-    with torch.no_grad():
-        net.deconv3.conv2d.weight.mul_(150.0)
-        net.deconv3.conv2d.bias.add_(128.0)
-    return net
-
-
-def lively_generator(seed: int = 0) -> ResnetGenerator:
-    torch.manual_seed(seed)
-    net = ResnetGenerator(ngf=8, n_blocks=1).eval()
-    with torch.no_grad():
-        net.model[-2].weight.mul_(8.0)
-    return net
+from lively_nets import lively_johnson, lively_generator
 
 
 def eager_reference(net: torch.nn.Module, contract: IOContract, frame: np.ndarray) -> np.ndarray:

@@ -20,15 +20,9 @@ from train.images import read_image
 from train.losses import gram, gram_distance
 
 CPU = torch.device("cpu")
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: thread hand-offs would cost more than the work on a shared machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 ORDER = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu4_2", "relu5_1")

@@ -1,0 +1,25 @@
+"""Small random networks whose outputs span the whole value range (fresh ones return ~constant)."""
+from __future__ import annotations
+
+import torch
+
+from train.nets import ResnetGenerator, TransformerNet
+
+
+def lively_johnson(seed: int = 0) -> TransformerNet:
+    """A small random TransformerNet whose output spans 0..255."""
+    torch.manual_seed(seed)
+    net = TransformerNet.from_arch("small").eval()
+    with torch.no_grad():
+        net.deconv3.conv2d.weight.mul_(150.0)
+        net.deconv3.conv2d.bias.add_(128.0)
+    return net
+
+
+def lively_generator(seed: int = 0) -> ResnetGenerator:
+    """A tiny random CycleGAN generator whose tanh output spans most of -1..1."""
+    torch.manual_seed(seed)
+    net = ResnetGenerator(ngf=8, n_blocks=1).eval()
+    with torch.no_grad():
+        net.model[-2].weight.mul_(8.0)
+    return net
