@@ -22,6 +22,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from train.errors import UserError, cli_entry
+from realtime.cli_args import OneLineParser, number, strength_or_default
 from realtime.models import ListModelsAction
 
 KEYS_HELP = ("keys: n/p next/previous model, +/- strength, c colour preservation, t stabiliser, "
@@ -198,25 +199,8 @@ class Controls:
         return path
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # type: ignore[override]
-        raise UserError(f"{message} (see --help)")
-
-
-def _number(text: str) -> float:
-    try:
-        return float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-
-
-def _strength_or_default(text: str) -> float | str:
-    """``--stabilize`` value: a number, or ``"default"`` when the flag is given alone."""
-    return text if text == "default" else _number(text)
-
-
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="nst-cam", description="Live style transfer from a camera, a stream or a video file.",
+    p = OneLineParser(prog="nst-cam", description="Live style transfer from a camera, a stream or a video file.",
                 epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--list-models", action=ListModelsAction)
     p.add_argument("--model", "-m", action="append", required=True, metavar="PATH|NAME",
@@ -224,9 +208,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--source", default="0", help="camera index, video file or stream URL (default 0)")
     p.add_argument("--size", metavar="WxH", help="resize frames to this before the model (faster on CPU)")
     p.add_argument("--camera-size", metavar="WxH", help="ask the camera for this resolution")
-    p.add_argument("--strength", type=_number, default=1.0, help="0..1 blend with the original (default 1)")
+    p.add_argument("--strength", type=number, default=1.0, help="0..1 blend with the original (default 1)")
     p.add_argument("--preserve-color", action="store_true", help="keep the original colours (key c)")
-    p.add_argument("--stabilize", nargs="?", const="default", type=_strength_or_default, metavar="S",
+    p.add_argument("--stabilize", nargs="?", const="default", type=strength_or_default, metavar="S",
                    help="start with the flicker stabiliser on; S in 0..1 (key t toggles it)")
     p.add_argument("--no-display", action="store_true", help="no window (servers, tests); use with --output")
     p.add_argument("--output", "-o", metavar="FILE", help="also record the stylised stream to this video file")

@@ -15,6 +15,7 @@ from typing import Sequence
 
 from train.errors import UserError, cli_entry
 from train.files import atomic_path, ensure_not_an_input
+from realtime.cli_args import OneLineParser, number, strength_or_default
 from realtime.models import ListModelsAction
 
 EPILOG = """\
@@ -34,27 +35,8 @@ Ctrl-C stops early and keeps a playable file with the frames done so far under t
 """
 
 
-class _Parser(argparse.ArgumentParser):
-    """An argument parser whose errors are one-line :class:`UserError` s."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        raise UserError(f"{message} (see --help)")
-
-
-def _unit(text: str) -> float:
-    try:
-        return float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-
-
-def _strength_or_default(text: str) -> float | str:
-    """``--stabilize`` value: a number, or ``"default"`` when the flag is given alone."""
-    return text if text == "default" else _unit(text)
-
-
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="nst-video", description="Stylise video files with a fast style or CycleGAN model.",
+    p = OneLineParser(prog="nst-video", description="Stylise video files with a fast style or CycleGAN model.",
                 epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="video files, or folders of them")
     p.add_argument("--list-models", action=ListModelsAction)
@@ -63,22 +45,22 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default: <input stem>_<model>.mp4 beside each input)")
     p.add_argument("--force", "-f", action="store_true", help="overwrite existing outputs")
     g = p.add_argument_group("style")
-    g.add_argument("--strength", type=_unit, default=1.0, help="0..1 blend with the original (default 1)")
+    g.add_argument("--strength", type=number, default=1.0, help="0..1 blend with the original (default 1)")
     g.add_argument("--preserve-color", action="store_true", help="keep the original colours, take the stylised luminance")
-    g.add_argument("--stabilize", nargs="?", const="default", type=_strength_or_default, metavar="S",
+    g.add_argument("--stabilize", nargs="?", const="default", type=strength_or_default, metavar="S",
                    help="reduce flicker with optical flow; S in 0..1 (flag alone: the stabiliser's default)")
     g = p.add_argument_group("size and time")
     size = g.add_mutually_exclusive_group()
     size.add_argument("--size", metavar="WxH", help="size the model sees, as the video is shown")
-    size.add_argument("--scale", type=_unit, metavar="F", help="scale both sides by F (rounded to even)")
+    size.add_argument("--scale", type=number, metavar="F", help="scale both sides by F (rounded to even)")
     g.add_argument("--keep-size", action="store_true", help="scale the result back up to the input's size")
-    g.add_argument("--start", type=_unit, default=0.0, metavar="SEC", help="start at this time (seconds)")
-    g.add_argument("--duration", type=_unit, metavar="SEC", help="process this many seconds")
+    g.add_argument("--start", type=number, default=0.0, metavar="SEC", help="start at this time (seconds)")
+    g.add_argument("--duration", type=number, metavar="SEC", help="process this many seconds")
     g = p.add_argument_group("encoding")
     g.add_argument("--codec", default="libx264", help="video encoder (default libx264; e.g. libx265, libvpx-vp9, ffv1)")
     g.add_argument("--pix-fmt", metavar="FMT", help="encoder pixel format (default yuv420p; yuv444p for odd sizes)")
     rate = g.add_mutually_exclusive_group()
-    rate.add_argument("--crf", type=_unit, help="constant quality, lower is better (libx264 default 18)")
+    rate.add_argument("--crf", type=number, help="constant quality, lower is better (libx264 default 18)")
     rate.add_argument("--bitrate", metavar="RATE", help="target bitrate, e.g. 4M or 800k")
     g.add_argument("--preset", help="x264/x265 speed preset (default veryfast; medium: smaller files, ~5x slower)")
     g.add_argument("--lossless", action="store_true", help="exact RGB frames: libx264rgb at crf 0")

@@ -17,7 +17,7 @@ from export.torchscript_writer import load_torchscript
 from realtime.backends import OnnxStylizer, TorchStylizer
 from train.checkpoint import save_checkpoint
 from train.errors import UserError
-from train.nets import PatchDiscriminator, ResnetGenerator, TransformerNet
+from train.nets import PatchDiscriminator, TransformerNet
 from train.nets.contract import IOContract, cyclegan_contract, johnson_contract
 from lively_nets import lively_johnson, lively_generator
 

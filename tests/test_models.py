@@ -23,7 +23,7 @@ from realtime.models import (REGISTRY, PublishedModel, default_registry, format_
 from train.checkpoint import save_checkpoint
 from train.download import sha256_of
 from train.errors import UserError
-from train.nets import ResnetGenerator, TransformerNet
+from train.nets import ResnetGenerator
 from train.nets.contract import johnson_contract
 from lively_nets import lively_johnson
 
