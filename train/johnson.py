@@ -34,10 +34,11 @@ from train.data import Augment, ImageFolder, default_data_root, resolve_coco
 from train.devices import resolve_device
 from train.errors import UserError, cli_entry
 from train.images import read_image
-from train.losses import GATYS_STYLE_LAYERS, gram, total_variation
+from train.losses import GATYS_STYLE_LAYERS
 from train.nets import TransformerNet, johnson_contract
 from train.nets.transformer import ARCHS
 from train.nets.vgg import VGG19Features
+from train.perceptual import PerceptualLoss
 from train.runlog import RunLog, save_grid, to_uint8_images
 from train.state import capture_rng, restore_rng, seed_everything
 
@@ -98,35 +99,6 @@ class JohnsonConfig:
             raise UserError("--epochs must be at least 1")
         if not 0 < self.scale_min <= 1:
             raise UserError("--scale-min must be in (0, 1]")
-
-
-# ----------------------------------------------------------------------------- loss
-class PerceptualLoss:
-    """Content + style + TV loss of a batch of outputs against its inputs and one style image.
-
-    ``style_grams`` are computed once from the style image; all images are RGB 0..255.
-    """
-
-    def __init__(self, vgg: VGG19Features, style_rgb: torch.Tensor, config: JohnsonConfig) -> None:
-        self.vgg, self.config = vgg, config
-        self.layers = tuple(dict.fromkeys(config.content_layers + config.style_layers))
-        with torch.no_grad():
-            feats = vgg(style_rgb, config.style_layers)
-            self.style_grams = {k: gram(v) for k, v in feats.items()}
-        self.style_norm = {k: g.pow(2).mean() for k, g in self.style_grams.items()}
-
-    def __call__(self, inputs: torch.Tensor, outputs: torch.Tensor) -> dict[str, torch.Tensor]:
-        cfg = self.config
-        with torch.no_grad():
-            targets = self.vgg(inputs, cfg.content_layers)
-        feats = self.vgg(outputs, self.layers)
-        content = sum(((feats[k].float() - targets[k].float()) ** 2).mean() / targets[k].float().pow(2).mean()
-                      for k in cfg.content_layers)
-        style = sum(((gram(feats[k]) - self.style_grams[k]) ** 2).mean() / self.style_norm[k]
-                    for k in cfg.style_layers) / len(cfg.style_layers)
-        tv = total_variation(outputs.float()) / 255.0 if cfg.tv_weight else outputs.new_zeros(())
-        total = cfg.content_weight * content + cfg.style_weight * style + cfg.tv_weight * tv
-        return {"loss": total, "content": content, "style": style, "tv": tv}
 
 
 # ----------------------------------------------------------------------------- data
