@@ -34,7 +34,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from realtime.flow import DisFlow, resize_flow, unreliable_mask, warp
+from realtime.flow import DisFlow, pixel_grid, resize_flow, unreliable_mask, warp
 from train.errors import UserError
 
 DEFAULT_STRENGTH = 0.8   # chosen with `python -m realtime.bench stabilize` (README: Flicker)
@@ -117,6 +117,7 @@ class TemporalStabilizer:
         # __call__'s side: the previous output
         self._out_generation, self._out_index = -1, -1
         self._prev_out: np.ndarray | None = None
+        self._buffers: dict[str, np.ndarray] = {}
 
     def reset(self) -> None:
         """Forget both histories; the next frame prepared is returned as stylised. Safe from any thread."""
@@ -140,7 +141,8 @@ class TemporalStabilizer:
         prev, prev_grey = previous
         back = self._dis(grey, prev_grey)  # current -> previous: prev(x + back(x)) ≈ current(x)
         forward = self._dis(prev_grey, grey)
-        error = cv2.absdiff(warp(prev, back), small).max(axis=2)
+        r, g, b = cv2.split(cv2.absdiff(warp(prev, back), small))
+        error = cv2.max(cv2.max(r, g), b)  # max over channels (numpy's .max(axis=2) is 70x slower)
         if self.window > 1:
             error = cv2.blur(error, (self.window, self.window))
         error = error.astype(np.float32)
@@ -179,20 +181,31 @@ class TemporalStabilizer:
             self._prev_out = styled.copy()  # a copy: sinks may draw on the frame they are given
             return styled
         h, w = styled.shape[:2]
-        flow = resize_flow(prepared.flow, (h, w))
-        weight = cv2.resize(prepared.weight, (w, h), interpolation=cv2.INTER_LINEAR)
+        buf = self._buffer
+        coords = cv2.add(resize_flow(prepared.flow, (h, w)), pixel_grid(h, w), dst=buf("coords", (h, w, 2)))
+        warped = cv2.remap(self._prev_out, coords, None, self.interpolation, dst=buf("warped", (h, w, 3), np.uint8),
+                           borderMode=cv2.BORDER_REPLICATE)
+        weight = cv2.resize(prepared.weight, (w, h), dst=buf("weight", (h, w)), interpolation=cv2.INTER_LINEAR)
         weight *= min(strength, 1.0)
-        current = styled.astype(np.float32)
-        blend = warp(self._prev_out, flow, self.interpolation).astype(np.float32)
-        blend -= current                  # in place: blend = current + weight * (warped - current)
-        blend *= weight[..., None]
-        blend += current
+        current, blend = buf("current", (h, w, 3)), buf("blend", (h, w, 3))
+        np.copyto(current, styled, casting="unsafe")
+        np.copyto(blend, warped, casting="unsafe")
+        cv2.subtract(blend, current, dst=blend)  # blend = current + weight * (warped - current)
+        cv2.multiply(blend, cv2.merge((weight, weight, weight), dst=buf("weight3", (h, w, 3))), dst=blend)
+        cv2.add(blend, current, dst=blend)
         if self.contrast > 0:
             blend = self._restore_contrast(current, blend, weight)
-        np.clip(blend, 0, 255, out=blend)
-        out = np.rint(blend, out=blend).astype(np.uint8)
+        np.maximum(blend, 0.0, out=blend)
+        out = cv2.convertScaleAbs(blend)  # round, saturate at 255
         self._prev_out = out.copy()
         return out
+
+    def _buffer(self, name: str, shape: tuple[int, ...], dtype: type = np.float32) -> np.ndarray:
+        """A scratch array of ``__call__``'s, kept between frames (fresh multi-MB arrays cost page faults)."""
+        array = self._buffers.get(name)
+        if array is None or array.shape != shape or array.dtype != dtype:
+            array = self._buffers[name] = np.empty(shape, dtype)
+        return array
 
     def _restore_contrast(self, current: np.ndarray, blend: np.ndarray, weight: np.ndarray) -> np.ndarray:
         """Give the blend's fine detail the local contrast of the current stylised frame.
@@ -204,8 +217,8 @@ class TemporalStabilizer:
         where nothing was blended. All ``(H, W[, 3])`` float32 in 0..255.
         """
         band, window = (self.band, self.band), (self.energy_window, self.energy_window)
-        low = cv2.blur(blend, band)
-        high = np.subtract(blend, low, out=blend)  # the caller's blend is not needed any more
+        low = cv2.blur(blend, band, dst=self._buffer("low", blend.shape))
+        high = cv2.subtract(blend, low, dst=blend)  # the caller's blend is not needed any more
         high_grey = cv2.cvtColor(high, cv2.COLOR_RGB2GRAY)
         grey = cv2.cvtColor(current, cv2.COLOR_RGB2GRAY)
         grey -= cv2.blur(grey, band)
@@ -214,5 +227,5 @@ class TemporalStabilizer:
         gain = cv2.sqrt(ratio) if self.contrast == 1.0 else cv2.pow(ratio, 0.5 * self.contrast)
         np.clip(gain, 1.0, self.max_gain, out=gain)
         np.copyto(gain, 1.0, where=weight <= 0)
-        cv2.multiply(high, cv2.merge((gain, gain, gain)), dst=high)
+        cv2.multiply(high, cv2.merge((gain, gain, gain), dst=self._buffer("weight3", high.shape)), dst=high)
         return cv2.add(high, low, dst=high)
