@@ -117,6 +117,8 @@ def read_checkpoint_file(path: str | Path) -> dict[str, Any]:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError, OSError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
+        if "Weights only load failed" in first:  # torch's long explanation of weights_only, not the cause
+            first = "not a state dict or checkpoint that loads safely with weights_only=True"
         raise UserError(f"{path} is not a readable PyTorch checkpoint (corrupt or truncated?): {first[:160]}") from None
     if not isinstance(data, dict):
         raise UserError(f"{path} does not hold a state dict or checkpoint (found {type(data).__name__})")

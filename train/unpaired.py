@@ -84,8 +84,9 @@ def domain_files(root: Path, split: str = "train") -> tuple[list[Path], list[Pat
     missing = [f"{split}{d}/" for d in "AB" if not (root / f"{split}{d}").is_dir()]
     if missing:
         present = sorted(p.name + "/" for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+        shown = ", ".join(present[:6]) + (f", … ({len(present)} folders)" if len(present) > 6 else "")
         raise UserError(f"{root} has no {' and no '.join(missing)} folder; an unpaired dataset needs {split}A/ "
-                        f"and {split}B/ (found: {', '.join(present) or 'nothing'})")
+                        f"and {split}B/ (found: {shown or 'nothing'})")
     files = []
     for d in "AB":
         found = list_images(root / f"{split}{d}")
