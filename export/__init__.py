@@ -18,15 +18,15 @@ from typing import Any
 import torch
 from torch import nn
 
-from export.onnx_writer import DEFAULT_OPSET, write_onnx
+from realtime.core.onnx_file import DEFAULT_OPSET, write_onnx
 from export.torchscript_writer import write_torchscript
 from export.verify import TOLERANCE_LEVELS, Check, verify_export
-from train.checkpoint import LoadedModel, load_model
-from train.errors import UserError
-from train.files import atomic_path, ensure_not_an_input
-from train.nets.contract import IOContract
-from train.nets.cyclegan import ResnetGenerator
-from train.nets.transformer import TransformerNet
+from realtime.core.checkpoint import LoadedModel, load_model
+from realtime.core.errors import UserError
+from realtime.core.files import atomic_path, ensure_not_an_input
+from realtime.core.contract import IOContract
+from realtime.core.nets.cyclegan import ResnetGenerator
+from realtime.core.nets.transformer import TransformerNet
 
 log = logging.getLogger(__name__)
 

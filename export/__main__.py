@@ -7,9 +7,10 @@ import sys
 from typing import Sequence
 
 from export import FORMATS, export_model
-from export.onnx_writer import DEFAULT_OPSET
-from realtime.models import resolve_model
-from train.errors import UserError, cli_entry
+from realtime.core.onnx_file import DEFAULT_OPSET
+from realtime.core.model_zoo import resolve_model
+from realtime.cli.common import cli_entry
+from realtime.core.errors import UserError
 
 EPILOG = """examples:
   python -m export checkpoints/starry.pth -o weights/starry.onnx

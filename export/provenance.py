@@ -14,8 +14,9 @@ from typing import Any, Sequence
 
 import onnx
 
-from train.download import sha256_of
-from train.errors import UserError, cli_entry
+from realtime.core.download import sha256_of
+from realtime.cli.common import cli_entry
+from realtime.core.errors import UserError
 
 
 def read_metadata(path: Path) -> dict[str, Any]:

@@ -17,8 +17,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from train.errors import UserError
-from train.nets.contract import IOContract
+from realtime.core.errors import UserError
+from realtime.core.contract import IOContract
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ def _runner(path: Path) -> Callable[[np.ndarray], np.ndarray]:
             raise UserError(f"onnxruntime cannot load the exported {path.name}: {str(exc)[:200]}") from None
         name = session.get_inputs()[0].name
         return lambda x: session.run(None, {name: x})[0]
-    from export.torchscript_writer import load_torchscript
+    from realtime.core.torchscript_file import load_torchscript
     module = load_torchscript(path, "cpu")[0]
 
     def run(x: np.ndarray) -> np.ndarray:

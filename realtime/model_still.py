@@ -1,7 +1,7 @@
 """Stylise one still image with a feed-forward model (a Johnson net or a CycleGAN generator).
 
-``realtime.still`` calls :func:`stylize_image` for ``--method johnson`` and ``--method
-cyclegan``; the model is anything ``--model`` accepts (see :func:`realtime.models.load_stylizer`).
+``realtime.cli.still`` calls :func:`stylize_image` for ``--method johnson`` and ``--method
+cyclegan``; the model is anything ``--model`` accepts (see :func:`realtime.backends.loader.load_stylizer`).
 """
 from __future__ import annotations
 
@@ -9,25 +9,25 @@ import logging
 
 import numpy as np
 
-from realtime.models import load_stylizer
-from realtime.stages import PreserveColor, StrengthBlend, check_strength
-from realtime.stylizer import Stylizer, apply_stages
-from train.errors import UserError
-from train.images import resize_longer_side
-from train.nets.contract import FAMILIES
+from realtime.backends.loader import load_stylizer
+from realtime.core.contract import FAMILIES
+from realtime.core.errors import InvalidValue, UserError
+from realtime.core.images import resize_longer_side
+from realtime.core.stylizer import Stylizer, apply_stages
+from realtime.stages import build_stages
 
 log = logging.getLogger(__name__)
 
 
 def check_family(stylizer: Stylizer, family: str | None, model: str) -> None:
-    """Raise :class:`UserError` when ``--method`` names another family than the model's contract."""
+    """Raise :class:`InvalidValue` (setting ``method``) when ``family`` is not the model's own family."""
     if family is None:
         return
     if family not in FAMILIES:
-        raise UserError(f"unknown model family {family!r}; use one of {', '.join(FAMILIES)}")
+        raise InvalidValue("method", f"{family!r} is not a model family; use one of {', '.join(FAMILIES)}")
     actual = stylizer.contract.family
     if actual != family:
-        raise UserError(f"--method {family}: model {model!r} is a {actual} model; use --method {actual}")
+        raise InvalidValue("method", f"{family}: model {model!r} is a {actual} model, not a {family} model")
 
 
 def stylize_image(content_rgb: np.ndarray, model: str, *, size: int | None = None, strength: float = 1.0,
@@ -42,7 +42,7 @@ def stylize_image(content_rgb: np.ndarray, model: str, *, size: int | None = Non
     ``family`` (``johnson``/``cyclegan``) must match the model's. ``stylizer``: an already
     loaded one, to stylise many images without reloading ``model``.
     """
-    check_strength(strength)
+    stages = build_stages(strength, preserve_color).ordered
     if not isinstance(content_rgb, np.ndarray) or content_rgb.dtype != np.uint8 or content_rgb.ndim != 3 \
             or content_rgb.shape[2] != 3:
         raise UserError("the content image must be an (H, W, 3) uint8 RGB array")
@@ -53,4 +53,4 @@ def stylize_image(content_rgb: np.ndarray, model: str, *, size: int | None = Non
     frame = np.ascontiguousarray(frame)
     styled = stylizer(frame)
     log.info("stylised %dx%d with %s", frame.shape[1], frame.shape[0], stylizer.name)
-    return apply_stages([PreserveColor(preserve_color), StrengthBlend(strength)], frame, styled)
+    return apply_stages(stages, frame, styled)

@@ -38,7 +38,7 @@ from typing import Any, Callable, Iterable, Protocol, Sequence
 
 import numpy as np
 
-from realtime.stylizer import Stage, Stylizer
+from realtime.core.stylizer import Stage, Stylizer
 
 log = logging.getLogger(__name__)
 
@@ -400,28 +400,3 @@ def _finish_sink(sink: Any, failed: bool, quiet: bool) -> BaseException | None:
             return None
         return exc
     return None
-
-
-def load_for_pipeline(model: str, *, device: str, provider: str | None = None, input_range: str | None = None,
-                      backend: str | None = None) -> Stylizer:
-    """Load ``--model`` for ``nst-video``/``nst-cam``; ``backend`` None picks the fastest here.
-
-    On the CPU a ``.pth`` checkpoint runs through ONNX Runtime (exported once and cached by the
-    loader): per core it ran ~1.6x faster than eager PyTorch in ``python -m realtime.bench
-    video``. Elsewhere, and for ``.onnx``/TorchScript files, :func:`realtime.models.load_stylizer`
-    decides. A checkpoint that fails to export falls back to PyTorch with a warning.
-    """
-    from realtime.models import load_stylizer, resolve_model
-    from train.errors import UserError
-
-    if backend is None and device == "cpu" and provider is None:
-        path = resolve_model(model)
-        if path.suffix.lower() == ".pth":
-            try:
-                return load_stylizer(path, device=device, input_range=input_range, backend="onnx")
-            except (UserError, ImportError, RuntimeError) as exc:
-                log.warning("ONNX Runtime path unavailable for %s (%s); using PyTorch", path.name,
-                            " ".join(str(exc).split())[:160])
-                return load_stylizer(path, device=device, input_range=input_range, backend="torch")
-        model = str(path)
-    return load_stylizer(model, device=device, provider=provider, input_range=input_range, backend=backend)

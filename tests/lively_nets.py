@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from train.nets import ResnetGenerator, TransformerNet
+from realtime.core.nets import ResnetGenerator, TransformerNet
 
 
 def lively_johnson(seed: int = 0) -> TransformerNet:

@@ -13,12 +13,12 @@ from onnx import TensorProto, helper
 
 from export import export_model
 from realtime.backends import OnnxStylizer, TorchStylizer, choose_providers, is_torchscript, provider_name
-from realtime.frames import from_model_output, to_model_input
-from realtime.stylizer import Stylizer
-from train.checkpoint import save_checkpoint
-from train.errors import UserError
-from train.nets import TransformerNet
-from train.nets.contract import cyclegan_contract, johnson_contract
+from realtime.core.frames import from_model_output, to_model_input
+from realtime.core.stylizer import Stylizer
+from realtime.core.checkpoint import save_checkpoint
+from realtime.core.errors import UserError
+from realtime.core.nets import TransformerNet
+from realtime.core.contract import cyclegan_contract, johnson_contract
 from lively_nets import lively_johnson
 
 

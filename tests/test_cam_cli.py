@@ -10,14 +10,14 @@ import cv2
 import numpy as np
 import pytest
 
-from realtime import sources
-from realtime.cam import CamState, Controls, ModelCycle, Toggle, check_display, handle_key, main
+from realtime.io import sources
+from realtime.cli.cam import CamState, Controls, ModelCycle, Toggle, check_display, handle_key, main
 from realtime.pipeline import StopRun, run
-from realtime.sinks import ListSink, WindowSink
-from realtime.sources import CaptureSource
+from realtime.io.sinks import ListSink, WindowSink
+from realtime.io.sources import CaptureSource
 from realtime.stages import PreserveColor, StrengthBlend
-from realtime.stylizer import IdentityStylizer
-from train.errors import UserError
+from realtime.core.stylizer import IdentityStylizer
+from realtime.core.errors import UserError
 from video_clips import Invert, install_fake_models, make_clip, read_video
 
 

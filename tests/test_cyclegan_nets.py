@@ -5,10 +5,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from train.checkpoint import load_model, load_state_dict_strict
+from realtime.core.checkpoint import load_model, load_state_dict_strict
 from train.cyclegan_model import init_weights, linear_decay
-from train.errors import UserError
-from train.nets.cyclegan import PatchDiscriminator, ResnetGenerator
+from realtime.core.errors import UserError
+from realtime.core.nets.cyclegan import PatchDiscriminator, ResnetGenerator
 
 torch.set_num_threads(1)
 

@@ -16,7 +16,7 @@ import torch
 import torch.multiprocessing as mp
 from PIL import Image, ImageDraw
 
-from train.checkpoint import load_model
+from realtime.core.checkpoint import load_model
 from train.cyclegan import CycleGANConfig, main, train
 from train.cyclegan_model import output_names
 

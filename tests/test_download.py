@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from train import data as data_module
-from train.download import download, extract_zip
-from train.errors import UserError
+from realtime.core.download import download, extract_zip
+from realtime.core.errors import UserError
 
 
 class RangeHandler(http.server.BaseHTTPRequestHandler):

@@ -12,13 +12,13 @@ import torch
 
 from export import HalfPrecision, export_model
 from export.__main__ import main as export_main
-from export.onnx_writer import CONTRACT_KEY, read_metadata
-from export.torchscript_writer import load_torchscript
+from realtime.core.onnx_file import CONTRACT_KEY, read_metadata
+from realtime.core.torchscript_file import load_torchscript
 from realtime.backends import OnnxStylizer, TorchStylizer
-from train.checkpoint import save_checkpoint
-from train.errors import UserError
-from train.nets import PatchDiscriminator, TransformerNet
-from train.nets.contract import IOContract, cyclegan_contract, johnson_contract
+from realtime.core.checkpoint import save_checkpoint
+from realtime.core.errors import UserError
+from realtime.core.nets import PatchDiscriminator, TransformerNet
+from realtime.core.contract import IOContract, cyclegan_contract, johnson_contract
 from lively_nets import lively_johnson, lively_generator
 
 

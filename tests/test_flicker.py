@@ -1,4 +1,4 @@
-"""realtime.flicker: the warping-error flicker score and its CLI (generated clips, CPU)."""
+"""realtime.stages.flicker: the warping-error flicker score and its CLI (generated clips, CPU)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -7,9 +7,11 @@ import cv2
 import numpy as np
 import pytest
 
-from realtime.flicker import flicker_score, flicker_scores, main, read_frames
+from realtime.cli.flicker import main
+from realtime.io.video_files import frames_of as read_frames
+from realtime.stages.flicker import flicker_score, flicker_scores
 from test_flow import shifted, texture
-from train.errors import UserError
+from realtime.core.errors import UserError
 
 
 def moving_clip(frames: int = 10, h: int = 96, w: int = 128) -> list[np.ndarray]:
@@ -87,13 +89,13 @@ def test_read_frames_from_a_folder_and_a_video(tmp_path: Path) -> None:
     assert len(folder) == len(video) == 4
     np.testing.assert_array_equal(folder[2], clip[2])
     np.testing.assert_array_equal(video[2], clip[2])
-    with pytest.raises(UserError, match="does not exist"):
+    with pytest.raises(UserError, match="no such file"):
         read_frames(tmp_path / "missing.mp4")
     (tmp_path / "empty").mkdir()
     with pytest.raises(UserError, match="no image files"):
         read_frames(tmp_path / "empty")
     (tmp_path / "bad.mp4").write_bytes(b"not a video")
-    with pytest.raises(UserError, match="cannot open"):
+    with pytest.raises(UserError, match="not a readable video"):
         read_frames(tmp_path / "bad.mp4")
 
 

@@ -1,11 +1,11 @@
-"""realtime.flow: DIS flow, warping, reliability masks (small generated images, CPU)."""
+"""realtime.stages.flow: DIS flow, warping, reliability masks (small generated images, CPU)."""
 from __future__ import annotations
 
 import cv2
 import numpy as np
 import pytest
 
-from realtime.flow import (DisFlow, motion_boundary_mask, occlusion_mask, pixel_grid, resize_flow, to_grey,
+from realtime.stages.flow import (DisFlow, motion_boundary_mask, occlusion_mask, pixel_grid, resize_flow, to_grey,
                            unreliable_mask, warp)
 
 

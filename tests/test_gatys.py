@@ -1,4 +1,4 @@
-"""realtime.gatys: scale bookkeeping, colour matching, the scale-free objective, and tiny end-to-end runs.
+"""realtime.core.gatys: scale bookkeeping, colour matching, the scale-free objective, and tiny end-to-end runs.
 
 Most tests use a tiny random stand-in encoder with VGG's layer names (fast, exercises the loop);
 one end-to-end test uses the real Caffe VGG19 at 64 px.
@@ -13,11 +13,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from realtime.gatys import (CONTENT_LAYER, LBFGS, STYLE_LAYERS, Adam, GatysConfig, GatysObjective, match_color,
+from realtime.core.gatys import (CONTENT_LAYER, LBFGS, STYLE_LAYERS, Adam, GatysConfig, GatysObjective, match_color,
                             scale_sizes, steps_per_scale, style_size, stylize, to_rgb, to_tensor)
-from train.errors import UserError
-from train.images import read_image
-from train.losses import gram, gram_distance
+from realtime.core.errors import UserError
+from realtime.core.images import read_image
+from realtime.core.losses import gram, gram_distance
 
 CPU = torch.device("cpu")
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -185,7 +185,7 @@ def test_bad_settings_are_user_errors(kwargs, message):
 
 
 def test_end_to_end_with_vgg_moves_towards_the_style(samples):
-    from train.nets.vgg import VGG19Features
+    from realtime.core.nets.vgg import VGG19Features
     vgg = VGG19Features.caffe()
     content = read_image(samples / "content" / "tubingen.jpg", max_side=64)
     style = read_image(samples / "styles" / "starry_night.jpg", max_side=96)

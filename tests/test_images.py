@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from train.errors import UserError
-from train.images import read_image, resize_longer_side, write_image
+from realtime.core.errors import UserError
+from realtime.core.images import read_image, resize_longer_side, write_image
 
 
 def check_rgb(rgb: np.ndarray, shape: tuple[int, int]) -> None:

@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 
 from train import johnson
-from train.checkpoint import load_model
+from realtime.core.checkpoint import load_model
 
 REPO = Path(__file__).resolve().parents[1]
 STYLE = REPO / "samples" / "styles" / "mosaic.jpg"

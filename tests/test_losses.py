@@ -1,10 +1,10 @@
-"""train.losses on small tensors whose values are worked out by hand."""
+"""realtime.core.losses on small tensors whose values are worked out by hand."""
 from __future__ import annotations
 
 import pytest
 import torch
 
-from train.losses import content_loss, feature_distance, gram, gram_distance, style_loss, total_variation
+from realtime.core.losses import content_loss, feature_distance, gram, gram_distance, style_loss, total_variation
 
 # One image, two channels, 1x2 pixels: channel rows f1 = [1, 2], f2 = [3, 4].
 FEATURES = torch.tensor([[[[1.0, 2.0]], [[3.0, 4.0]]]])

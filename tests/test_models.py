@@ -1,4 +1,4 @@
-"""realtime.models and realtime.model_still: names, weights/, the download cache, checksums, offline errors.
+"""realtime.core.model_zoo and realtime.model_still: names, weights/, the download cache, checksums, offline errors.
 
 Published models are served by a local http.server on 127.0.0.1 from a temporary folder,
 so the real download path runs without internet.
@@ -18,13 +18,14 @@ import torch
 from export import export_model
 from realtime.backends import OnnxStylizer, TorchStylizer
 from realtime.model_still import stylize_image
-from realtime.models import (REGISTRY, PublishedModel, default_registry, format_model_table, list_models,
-                             load_stylizer, lookup, resolve_model)
-from train.checkpoint import save_checkpoint
-from train.download import sha256_of
-from train.errors import UserError
-from train.nets import ResnetGenerator
-from train.nets.contract import johnson_contract
+from realtime.backends.loader import load_stylizer
+from realtime.core.model_zoo import (REGISTRY, PublishedModel, default_registry, format_model_table, list_models,
+                                     lookup, resolve_model)
+from realtime.core.checkpoint import save_checkpoint
+from realtime.core.download import sha256_of
+from realtime.core.errors import UserError
+from realtime.core.nets import ResnetGenerator
+from realtime.core.contract import johnson_contract
 from lively_nets import lively_johnson
 
 
@@ -239,7 +240,7 @@ def test_stylize_image(setup, rng):
     kept = stylize_image(content, model, preserve_color=True, stylizer=loaded)
     assert kept.shape == content.shape and np.abs(kept.astype(int) - full).mean() > 1
     assert stylize_image(content, str(root / "toy-9.onnx"), family="johnson").shape == content.shape
-    with pytest.raises(UserError, match="is a johnson model; use --method johnson"):
+    with pytest.raises(UserError, match="is a johnson model, not a cyclegan model"):
         stylize_image(content, model, family="cyclegan", stylizer=loaded)
     with pytest.raises(UserError, match="strength"):
         stylize_image(content, model, strength=1.5, stylizer=loaded)

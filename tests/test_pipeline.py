@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from realtime.pipeline import Frame, Interrupted, RunStats, StopRun, run
-from realtime.sinks import ListSink, TeeSink
-from realtime.stylizer import IdentityStylizer
+from realtime.io.sinks import ListSink, TeeSink
+from realtime.core.stylizer import IdentityStylizer
 
 
 def frames(n: int = 40, h: int = 12, w: int = 16) -> list[np.ndarray]:

@@ -1,4 +1,4 @@
-"""realtime.stabilize: the TemporalStabilizer stage (generated clips, CPU)."""
+"""realtime.stages.stabilize: the TemporalStabilizer stage (generated clips, CPU)."""
 from __future__ import annotations
 
 import threading
@@ -7,12 +7,12 @@ import queue
 import numpy as np
 import pytest
 
-from realtime.flicker import flicker_score
-from realtime.stabilize import TemporalStabilizer, check_stabilize
-from realtime.stylizer import Stage, apply_stages
+from realtime.stages.flicker import flicker_score
+from realtime.stages.stabilize import TemporalStabilizer, check_stabilize
+from realtime.core.stylizer import Stage, apply_stages
 from test_flicker import moving_clip, noisy
 from test_flow import texture
-from train.errors import UserError
+from realtime.core.errors import UserError
 
 
 def run(stab: TemporalStabilizer, sources: list[np.ndarray], styled: list[np.ndarray]) -> list[np.ndarray]:
@@ -42,7 +42,7 @@ def test_is_a_stage_and_validates_strength() -> None:
     stab = TemporalStabilizer()
     assert isinstance(stab, Stage)
     assert 0 < stab.strength <= 1
-    with pytest.raises(UserError, match="--stabilize"):
+    with pytest.raises(UserError, match="stabilize must be between 0 and 1"):
         TemporalStabilizer(strength=1.5)
     with pytest.raises(UserError):
         check_stabilize(-0.1)
@@ -149,7 +149,7 @@ def test_synchronous_use_without_prepare() -> None:
 
 
 def test_benchmark_pieces_run_on_a_tiny_clip(capsys) -> None:
-    from realtime.bench.stabilize import generated_clip, report, run_clip
+    from bench.stabilize import generated_clip, report, run_clip
 
     class NoisyStylizer:  # per-frame noise: the flicker the stabiliser should remove
         name = "noisy"

@@ -15,8 +15,8 @@ import pytest
 import torch
 from PIL import Image
 
-from realtime import still
-from train.images import read_image
+from realtime.cli import still
+from realtime.core.images import read_image
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -140,10 +140,10 @@ def test_torchvision_weights_offline_is_refused(capsys, pics, tmp_path, monkeypa
 
 
 def test_nan_loss_leaves_the_existing_output_alone(capsys, pics, tmp_path, monkeypatch):
-    import realtime.gatys
+    import realtime.core.gatys
     out = tmp_path / "keep.png"
     out.write_bytes(b"previous result")
-    monkeypatch.setattr(realtime.gatys.GatysObjective, "__call__",
+    monkeypatch.setattr(realtime.core.gatys.GatysObjective, "__call__",
                         lambda self, image: (image * float("nan")).sum())
     assert still.main(gatys_args(pics, out, "--size", "32", "--steps", "2")) == 2
     lines = capsys.readouterr().err.strip().splitlines()  # the progress bar, then one error line
@@ -198,12 +198,12 @@ def test_help_teaches_with_examples(capsys):
 def test_gatys_path_imports_stay_lean(pics, tmp_path):
     """No onnx, OpenCV, torchvision or torch._dynamo (a torch.optim optimiser pulls it in) for a Gatys still."""
     import subprocess
-    code = ("import sys; from realtime import still; "
+    code = ("import sys; from realtime.cli import still; "
             f"rc = still.main(['--content', {str(pics['content'])!r}, '--style', {str(pics['style'])!r}, "
             f"'--size', '32', '--steps', '2', '--device', 'cpu', '-o', {str(tmp_path / 'o.png')!r}]); "
             "heavy = [m for m in ('torch._dynamo', 'cv2', 'onnx', 'onnxruntime', 'torchvision', 'av') "
             "if m in sys.modules]; print('HEAVY', heavy); sys.exit(rc)")
-    done = subprocess.run([sys.executable, "-c", code], cwd=Path(still.__file__).parents[1], capture_output=True,
+    done = subprocess.run([sys.executable, "-c", code], cwd=Path(still.__file__).parents[2], capture_output=True,
                           text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "HEAVY []" in done.stdout, done.stdout

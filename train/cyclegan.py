@@ -32,8 +32,9 @@ from tqdm import tqdm
 from train import distributed
 from train.cyclegan_model import CycleGAN, load_run_state, save_run
 from train.data import default_data_root
-from train.devices import resolve_device
-from train.errors import UserError, cli_entry
+from realtime.core.devices import resolve_device
+from realtime.cli.common import cli_entry
+from realtime.core.errors import UserError
 from train.runlog import RunLog, save_grid, to_uint8_images
 from train.state import restore_rng, seed_everything
 from train.unpaired import DATASETS, EpochBatchSampler, UnpairedDataset, resolve_dataset

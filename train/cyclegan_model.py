@@ -24,13 +24,13 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from train.checkpoint import load_state_dict_strict, read_checkpoint_file, save_checkpoint
+from realtime.core.checkpoint import load_state_dict_strict, read_checkpoint_file, save_checkpoint
 from train.distributed import DistInfo
-from train.errors import UserError
+from realtime.core.errors import UserError
 from train.image_pool import ImagePool
-from train.losses import lsgan_loss, vanilla_gan_loss
-from train.nets.contract import cyclegan_contract
-from train.nets.cyclegan import PatchDiscriminator, ResnetGenerator
+from realtime.core.losses import lsgan_loss, vanilla_gan_loss
+from realtime.core.contract import cyclegan_contract
+from realtime.core.nets.cyclegan import PatchDiscriminator, ResnetGenerator
 from train.state import capture_rng
 from train.unpaired import domain_names
 

@@ -17,9 +17,9 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from train.download import cache_dir, download, extract_zip
-from train.errors import UserError
-from train.images import list_images, pil_to_rgb
+from realtime.core.download import cache_dir, download, extract_zip
+from realtime.core.errors import UserError
+from realtime.core.images import list_images, pil_to_rgb
 
 log = logging.getLogger(__name__)
 

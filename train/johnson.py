@@ -29,15 +29,16 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from train import distributed
-from train.checkpoint import load_model, save_checkpoint
+from realtime.core.checkpoint import load_model, save_checkpoint
 from train.data import Augment, ImageFolder, default_data_root, resolve_coco
-from train.devices import resolve_device
-from train.errors import UserError, cli_entry
-from train.images import read_image
-from train.losses import GATYS_STYLE_LAYERS
-from train.nets import TransformerNet, johnson_contract
-from train.nets.transformer import ARCHS
-from train.nets.vgg import VGG19Features
+from realtime.core.devices import resolve_device
+from realtime.cli.common import cli_entry
+from realtime.core.errors import UserError
+from realtime.core.images import read_image
+from realtime.core.losses import GATYS_STYLE_LAYERS
+from realtime.core.nets import TransformerNet, johnson_contract
+from realtime.core.nets.transformer import ARCHS
+from realtime.core.nets.vgg import VGG19Features
 from train.perceptual import PerceptualLoss
 from train.runlog import RunLog, save_grid, to_uint8_images
 from train.state import capture_rng, restore_rng, seed_everything
@@ -331,7 +332,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m train.johnson",
         description="Train a Johnson et al. fast style transfer net on a folder of photos or MS-COCO. "
                     "Writes one checkpoint (weights, architecture, IO contract, training state) that "
-                    "realtime.still, nst-video, nst-cam and `python -m export` read.",
+                    "realtime.cli.still, nst-video, nst-cam and `python -m export` read.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         epilog="examples:\n"
                "  python -m train.johnson --dataset coco --download --style samples/styles/mosaic.jpg "
@@ -400,7 +401,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sample_every=args.sample_every, log_every=args.log_every, resume=args.resume,
         init_from=args.init_from, seed=args.seed,
         device=args.device, workers=args.workers, log_dir=args.log_dir, name=args.name)
-    from train.nets.vgg import LAYERS
+    from realtime.core.nets.vgg import LAYERS
     bad = [n for n in config.content_layers + config.style_layers if n not in LAYERS]
     if bad:
         raise UserError(f"unknown VGG19 layer(s) {', '.join(bad)}; e.g. relu2_2, relu4_2, relu1_1 … relu5_1")

@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from train.losses import gram, total_variation
-from train.nets.vgg import VGG19Features
+from realtime.core.losses import gram, total_variation
+from realtime.core.nets.vgg import VGG19Features
 
 if TYPE_CHECKING:
     from train.johnson import JohnsonConfig

@@ -10,7 +10,7 @@ from typing import Mapping, Sequence
 import numpy as np
 import torch
 
-from train.images import write_image
+from realtime.core.images import write_image
 
 log = logging.getLogger(__name__)
 

@@ -26,9 +26,9 @@ from PIL import Image
 from torch.utils.data import Dataset, Sampler
 
 from train.data import DATA_ROOT_ENV
-from train.download import download, extract_zip
-from train.errors import UserError
-from train.images import list_images, pil_to_rgb
+from realtime.core.download import download, extract_zip
+from realtime.core.errors import UserError
+from realtime.core.images import list_images, pil_to_rgb
 
 log = logging.getLogger(__name__)
 

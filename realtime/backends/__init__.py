@@ -1,7 +1,7 @@
 """Stylizer backends: ONNX Runtime (:class:`OnnxStylizer`) and PyTorch (:class:`TorchStylizer`).
 
-Both implement :class:`realtime.stylizer.Stylizer` and share :mod:`realtime.frames` for
-pre/post-processing. Pick one through :func:`realtime.models.load_stylizer`.
+Both implement :class:`realtime.core.stylizer.Stylizer` and share :mod:`realtime.core.frames` for
+pre/post-processing. Pick one through :func:`realtime.backends.loader.load_stylizer`.
 """
 from __future__ import annotations
 

@@ -4,7 +4,7 @@ Models written by ``python -m export`` carry their IO contract in the metadata k
 ``nst_contract``. Foreign files (the ONNX Model Zoo's ``mosaic-9.onnx``: one input
 ``input1`` fixed at ``1x3x224x224``, RGB 0..255) get the Johnson contract, with
 ``fixed_size`` and the batch size read from the input's shape; ``input_range`` overrides
-the assumed range. Pre/post-processing is :mod:`realtime.frames`.
+the assumed range. Pre/post-processing is :mod:`realtime.core.frames`.
 """
 from __future__ import annotations
 
@@ -16,10 +16,10 @@ from typing import Sequence
 import numpy as np
 import onnxruntime as ort
 
-from export.onnx_writer import CONTRACT_KEY
-from realtime.frames import from_model_output, size_groups, to_model_input
-from train.errors import UserError
-from train.nets.contract import IOContract, johnson_contract
+from realtime.core.onnx_file import CONTRACT_KEY
+from realtime.core.frames import from_model_output, size_groups, to_model_input
+from realtime.core.errors import UserError
+from realtime.core.contract import IOContract, johnson_contract
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +70,7 @@ def choose_providers(requested: str | Sequence[str] | None, available: Sequence[
 
 def _provider_options(name: str) -> dict[str, str]:
     if name == "TensorrtExecutionProvider":
-        from train.download import cache_dir
+        from realtime.core.download import cache_dir
         options = {"trt_fp16_enable": "True"}
         cache = cache_dir("tensorrt")
         try:  # engines take minutes to build: keep them per model and input shape across runs

@@ -3,7 +3,7 @@
 On CUDA, eager nets run in float16 by default (the TorchScript files of ``python -m export``
 keep the precision they were exported with), frames go up through a reused pinned buffer
 with ``non_blocking`` copies, and pre/post-processing runs on the GPU
-(:func:`realtime.frames.to_model_tensor`), so only uint8 crosses the bus. ``channels_last``
+(:func:`realtime.core.frames.to_model_tensor`), so only uint8 crosses the bus. ``channels_last``
 defaults to on only with ``compile``: ATen's ``instance_norm`` makes its input contiguous,
 so in eager mode NHWC buys a transpose around every norm layer, whereas the compiler fuses
 the norm and keeps NHWC. ``compile`` uses ``torch.compile`` for one fixed resolution
@@ -21,12 +21,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from export.torchscript_writer import load_torchscript
-from realtime.frames import (check_frames, from_model_output, from_model_tensor, size_groups, to_model_input,
+from realtime.core.torchscript_file import load_torchscript
+from realtime.core.frames import (check_frames, from_model_output, from_model_tensor, size_groups, to_model_input,
                              to_model_tensor)
-from train.checkpoint import load_model
-from train.errors import UserError
-from train.nets.contract import IOContract, johnson_contract
+from realtime.core.checkpoint import load_model
+from realtime.core.errors import UserError
+from realtime.core.contract import IOContract, johnson_contract
 
 log = logging.getLogger(__name__)
 

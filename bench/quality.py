@@ -1,0 +1,158 @@
+"""``python -m bench quality``: how much style the shipped models carry, and the README gallery.
+
+Johnson models (every ``weights/*.onnx`` whose contract names a style image found in
+``samples/styles/``): on the sample photos (amber, chicago, golden_gate at 256 px) it prints
+the VGG19 style distance of the output relative to the photo's own (target <= 0.60) and
+the relu4_2 content distance to the photo (target <= 1.10); see ``realtime.core.metrics``.
+
+CycleGAN generators (``--horses DIR --zebras DIR``): the Gram distance of the outputs to
+the mean Gram matrices of the zebra photos, relative to that of the input horses (target: at
+least 15% lower), and the content distance to the inputs.
+
+``--gallery DIR`` also writes the pictures the README shows (content | style | output).
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from realtime.cli.common import cli_entry
+from realtime.core.errors import UserError
+from realtime.core.images import list_images, read_image, resize_to
+from realtime.core.losses import GATYS_CONTENT_LAYERS, GATYS_STYLE_LAYERS, feature_distance, gram, gram_distance
+from realtime.core.metrics import StyleMeter, to_batch
+from realtime.core.nets.vgg import VGG19Features
+from train.runlog import save_grid
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLE_PHOTOS = ("amber", "chicago", "golden_gate")
+
+
+def johnson_models(weights: Path) -> list[Path]:
+    from realtime.backends.loader import load_stylizer
+    found = []
+    for path in sorted(weights.glob("*.onnx")):
+        if path.stem.endswith("_fp16"):
+            continue
+        contract = load_stylizer(str(path), device="cpu").contract
+        if contract.family == "johnson" and (REPO / "samples" / "styles" / contract.style).is_file():
+            found.append(path)
+    return found
+
+
+def evaluate_johnson(model: Path, vgg: VGG19Features, size: int, gallery: Path | None) -> list[str]:
+    from realtime.backends.loader import load_stylizer
+    stylizer = load_stylizer(str(model), device="cpu")
+    style_file = REPO / "samples" / "styles" / stylizer.contract.style
+    # measure against the style image at the size the model was trained with
+    style_size = ((stylizer.contract.provenance or {}).get("training") or {}).get("config", {}).get("style_size")
+    meter = StyleMeter(read_image(style_file, style_size), vgg)
+    rows, tiles = [], []
+    for name in SAMPLE_PHOTOS:
+        photo = read_image(REPO / "samples" / "content" / f"{name}.jpg", size)
+        out = stylizer(photo)
+        score = meter.score(out, photo)
+        rows.append((score.style_ratio, score.content_distance))
+        tiles.append(out)
+    ratio, content = np.mean(rows, axis=0)
+    ok = "yes" if ratio <= 0.60 and content <= 1.10 else "no"
+    per_photo = ", ".join(f"{r:.2f}/{c:.2f}" for r, c in rows)
+    if gallery is not None:
+        style_tile = read_image(style_file, size)
+        square = [resize_to(t, size, size) for t in [style_tile, *tiles]]
+        save_grid([square], gallery / f"{model.stem}.jpg")
+    return [f"| {model.stem} | {stylizer.contract.style} | {ratio:.2f} | {content:.2f} | {per_photo} | {ok} |"]
+
+
+def mean_grams(vgg: VGG19Features, photos: Sequence[Path], size: int) -> dict[str, torch.Tensor]:
+    total: dict[str, torch.Tensor] = {}
+    with torch.no_grad():
+        for path in photos:
+            feats = vgg(to_batch(read_image(path, size)), GATYS_STYLE_LAYERS)
+            for k, v in feats.items():
+                total[k] = total.get(k, 0) + gram(v)
+    return {k: v / len(photos) for k, v in total.items()}
+
+
+def evaluate_cyclegan(model: str, horses: Path, zebras: Path, vgg: VGG19Features, size: int,
+                      gallery: Path | None, limit: int | None) -> list[str]:
+    from realtime.backends.loader import load_stylizer
+    stylizer = load_stylizer(model, device="cpu")
+    zebra_grams = mean_grams(vgg, list_images(zebras), size)
+    inputs = list_images(horses)[:limit]
+    before, after, content, shown = [], [], [], []
+    layers = GATYS_STYLE_LAYERS + GATYS_CONTENT_LAYERS
+    with torch.no_grad():
+        for path in inputs:
+            horse = read_image(path, size)
+            out = stylizer(horse)
+            f_in, f_out = vgg(to_batch(horse), layers), vgg(to_batch(out), layers)
+            before.append(gram_distance(f_in, zebra_grams))
+            after.append(gram_distance(f_out, zebra_grams))
+            content.append(feature_distance(f_out["relu4_2"], f_in["relu4_2"]))
+            if len(shown) < 8:
+                shown.append((horse, out, after[-1] / before[-1]))
+    change = np.mean(after) / np.mean(before) - 1
+    if gallery is not None:
+        best = sorted(shown, key=lambda t: t[2])[:4]
+        save_grid([[resize_to(h, size, size) for h, _, _ in best], [resize_to(o, size, size) for _, o, _ in best]],
+                  gallery / f"{Path(model).stem}.jpg")
+    return [f"{Path(model).stem}: {len(inputs)} test photos, Gram distance to the zebra photos "
+            f"{np.mean(before):.3f} (inputs) -> {np.mean(after):.3f} (outputs), {change:+.1%} "
+            f"(target <= -15%); content distance to the inputs {np.mean(content):.2f}"]
+
+
+def video_strip(video: Path, model: str, gallery: Path, picks: int = 3) -> Path:
+    """Frames spread over ``video``, original above stylised, as ``gallery/<video>_<model>.jpg``."""
+    from realtime.backends.loader import load_stylizer
+    from realtime.io.video_files import probe, read_frames
+    stylizer = load_stylizer(model, device="cpu")
+    frames = [f.image for f in read_frames(probe(video))]
+    chosen = [frames[round(i * (len(frames) - 1) / (picks - 1))] for i in range(picks)]
+    styled = [stylizer(f) for f in chosen]
+    h, w = chosen[0].shape[:2]
+    small = [[resize_to(f, h // 2, w // 2) for f in row] for row in (chosen, styled)]
+    return save_grid(small, gallery / f"{video.stem}_{Path(model).stem}.jpg")
+
+
+@cli_entry
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench quality", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--weights", default=str(REPO / "weights"), help="folder of shipped models")
+    p.add_argument("--size", type=int, default=256, help="longer side of the test photos")
+    p.add_argument("--gallery", help="write gallery images to this folder")
+    p.add_argument("--cyclegan", default="horse2zebra", help="generator to score with --horses/--zebras")
+    p.add_argument("--horses", help="folder of test photos of domain A (e.g. horse2zebra/testA)")
+    p.add_argument("--zebras", help="folder of test photos of domain B (e.g. horse2zebra/testB)")
+    p.add_argument("--limit", type=int, help="score only the first N test photos")
+    p.add_argument("--video", help="with --gallery: also write frames of this clip, original and stylised")
+    p.add_argument("--video-model", default="mosaic", help="model for --video")
+    args = p.parse_args(argv)
+    torch.set_grad_enabled(False)
+    vgg = VGG19Features.caffe()
+    gallery = Path(args.gallery) if args.gallery else None
+    if gallery:
+        gallery.mkdir(parents=True, exist_ok=True)
+    models = johnson_models(Path(args.weights))
+    if models:
+        print(f"Johnson models on {', '.join(SAMPLE_PHOTOS)} at {args.size} px "
+              "(style = output's style distance / photo's; content = relu4_2 distance to the photo)")
+        print("| model | style image | style ratio (<= 0.60) | content (<= 1.10) | per photo style/content | meets |")
+        print("|---|---|---|---|---|---|")
+        for model in models:
+            print("\n".join(evaluate_johnson(model, vgg, args.size, gallery)), flush=True)
+    if args.horses or args.zebras:
+        if not (args.horses and args.zebras):
+            raise UserError("--horses and --zebras go together")
+        print("\n".join(evaluate_cyclegan(args.cyclegan, Path(args.horses), Path(args.zebras), vgg, args.size,
+                                          gallery, args.limit)))
+    if args.video and gallery:
+        print(f"wrote {video_strip(Path(args.video), args.video_model, gallery)}")
+    if not models and not args.horses:
+        raise UserError(f"no Johnson models with a bundled style image under {args.weights}, and no --horses")
+    return 0

@@ -1,0 +1,304 @@
+"""``nst-cam``: live style transfer from a camera, stream or file into a window, with hotkeys.
+
+A grabber thread always hands over the newest camera frame (stale ones are dropped, so the
+picture lags by one frame however slow the model is); the model runs beside the capture and
+the display (:mod:`realtime.pipeline`). ``--no-display --output FILE`` runs headless.
+
+Keys are handled by :func:`handle_key`, a pure function from (state, key) to the new state, so
+they are tested without a window; :class:`Controls` applies a state to the live objects.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import itertools
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import cv2
+import numpy as np
+
+from realtime.cli.common import (
+    ListModelsAction,
+    OneLineParser,
+    attach_dash_values,
+    cli_entry,
+    number,
+    parse_size,
+    strength_or_default,
+)
+from realtime.core.errors import UserError
+from realtime.core.files import atomic_path, ensure_not_an_input
+from realtime.core.images import write_image
+from realtime.pipeline import StopRun, run
+from realtime.stages import DEFAULT_STRENGTH, Toggle, build_stages
+
+KEYS_HELP = ("keys: n/p next/previous model, +/- strength, c colour preservation, t stabiliser, "
+             "s snapshot, space side by side, q/Esc quit")
+STRENGTH_STEP = 0.1
+ESC = 27
+
+EPILOG = f"""\
+{KEYS_HELP}
+
+examples:
+  nst-cam --model candy --model mosaic                  # camera 0, switch models with n/p
+  nst-cam --model weights/udnie.onnx --size 640x360     # smaller frames: faster on a CPU
+  nst-cam --model candy --source clip.mp4 --no-display --output out.mp4 --max-frames 300
+Files are read frame by frame (none dropped; the window plays them at their frame rate);
+cameras and stream URLs always deliver the newest frame. --output records the stylised frames
+(no overlay) at the camera's real timing; Ctrl-C or q keeps what was recorded.
+"""
+
+
+@dataclass(frozen=True)
+class CamState:
+    """Everything the hotkeys change. ``snapshots`` counts ``s`` presses (a request, kept pure)."""
+
+    model: int = 0
+    models: int = 1
+    strength: float = 1.0
+    preserve_color: bool = False
+    stabilize: bool = False
+    side_by_side: bool = False
+    snapshots: int = 0
+    quit: bool = False
+
+
+def handle_key(state: CamState, key: int) -> CamState:
+    """The state after pressing ``key`` (an OpenCV key code; unknown keys change nothing)."""
+    if key < 0:
+        return state
+    ch = chr(key & 0xFF)
+    replace = dataclasses.replace
+    if key == ESC or ch in "qQ":
+        return replace(state, quit=True)
+    if ch == "n":
+        return replace(state, model=(state.model + 1) % state.models)
+    if ch == "p":
+        return replace(state, model=(state.model - 1) % state.models)
+    if ch in "+=":
+        return replace(state, strength=round(min(1.0, state.strength + STRENGTH_STEP), 2))
+    if ch in "-_":
+        return replace(state, strength=round(max(0.0, state.strength - STRENGTH_STEP), 2))
+    if ch == "c":
+        return replace(state, preserve_color=not state.preserve_color)
+    if ch == "t":
+        return replace(state, stabilize=not state.stabilize)
+    if ch == " ":
+        return replace(state, side_by_side=not state.side_by_side)
+    if ch == "s":
+        return replace(state, snapshots=state.snapshots + 1)
+    return state
+
+
+class ModelCycle:
+    """A stylizer that forwards to one of several loaded models; ``index`` picks it between frames."""
+
+    def __init__(self, stylizers: Sequence[Any]) -> None:
+        if not stylizers:
+            raise ValueError("need at least one model")
+        self.stylizers = list(stylizers)
+        self.index = 0
+
+    @property
+    def current(self) -> Any:
+        return self.stylizers[self.index]
+
+    @property
+    def name(self) -> str:
+        return self.current.name
+
+    @property
+    def contract(self) -> Any:
+        return self.current.contract
+
+    def __call__(self, frame: np.ndarray) -> np.ndarray:
+        return self.current(frame)
+
+    def stylize_batch(self, frames: Sequence[np.ndarray]) -> list[np.ndarray]:
+        return self.current.stylize_batch(frames)
+
+
+class Controls:
+    """Applies :class:`CamState` changes to the model cycle, the stages and the snapshot folder."""
+
+    def __init__(self, state: CamState, models: ModelCycle, blend: Any, color: Any, stabilizer: Any,
+                 snapshot_dir: Path) -> None:
+        self.state = state
+        self.models, self.blend, self.color, self.stabilizer = models, blend, color, stabilizer
+        self.snapshot_dir = snapshot_dir
+        self.window: Any = None          # the WindowSink, for snapshots of the last frame
+        self.apply(state)
+
+    def on_key(self, key: int) -> None:
+        new = handle_key(self.state, key)
+        if new.snapshots != self.state.snapshots:
+            self.snapshot()
+        self.apply(new)
+        if new.quit:
+            raise StopRun()
+
+    def apply(self, state: CamState) -> None:
+        if state.model != self.models.index:
+            self.models.index = state.model
+            if self.stabilizer is not None:
+                self.stabilizer.reset()          # a new style is a scene cut for the stabiliser
+        self.blend.strength = state.strength
+        self.color.enabled = state.preserve_color
+        if self.stabilizer is not None:
+            self.stabilizer.enabled = state.stabilize
+        self.state = state
+
+    def status(self) -> list[str]:
+        s = self.state
+        flags = [f"strength {s.strength:.1f}"]
+        if s.preserve_color:
+            flags.append("colour kept")
+        if s.stabilize:
+            flags.append("stabilised")
+        return [f"[{s.model + 1}/{s.models}] {self.models.name}", "  ".join(flags)]
+
+    def snapshot(self) -> Path | None:
+        frame = getattr(self.window, "last_frame", None)
+        if frame is None:
+            return None
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        path = self.snapshot_dir / f"nst-cam_{self.models.name}_{stamp}_{self.state.snapshots:03d}.png"
+        write_image(path, frame)
+        print(f"saved {path}")
+        return path
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = OneLineParser(prog="nst-cam", description="Live style transfer from a camera, a stream or a video file.",
+                epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--list-models", action=ListModelsAction)
+    p.add_argument("--model", "-m", action="append", required=True, metavar="PATH|NAME",
+                   help="a model; repeat to switch between several with n/p")
+    p.add_argument("--source", default="0", help="camera index, video file or stream URL (default 0)")
+    p.add_argument("--size", metavar="WxH", help="resize frames to this before the model (faster on CPU)")
+    p.add_argument("--camera-size", metavar="WxH", help="ask the camera for this resolution")
+    p.add_argument("--strength", type=number, default=1.0, help="0..1 blend with the original (default 1)")
+    p.add_argument("--preserve-color", action="store_true", help="keep the original colours (key c)")
+    p.add_argument("--stabilize", nargs="?", const="default", type=strength_or_default, metavar="S",
+                   help="start with the flicker stabiliser on; S in 0..1 (key t toggles it)")
+    p.add_argument("--no-display", action="store_true", help="no window (servers, tests); use with --output")
+    p.add_argument("--output", "-o", metavar="FILE", help="also record the stylised stream to this video file")
+    p.add_argument("--force", "-f", action="store_true", help="overwrite --output if it exists")
+    p.add_argument("--max-frames", type=int, metavar="N", help="stop after N frames")
+    p.add_argument("--snapshot-dir", default=".", metavar="DIR", help="where s saves PNG snapshots (default .)")
+    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda or cuda:N")
+    p.add_argument("--backend", choices=("onnx", "torch"), help="default: ONNX Runtime for checkpoints on the CPU")
+    p.add_argument("--provider", metavar="NAME", help="ONNX Runtime execution provider")
+    p.add_argument("--input-range", choices=("0-255", "-1-1"), help="pixel range a foreign ONNX model expects")
+    return p
+
+
+def check_display(environ: dict | None = None) -> None:
+    """Refuse to open a window where OpenCV's Qt would abort the process instead of failing.
+
+    OpenCV's Qt build aborts when it has no usable platform: no X/Wayland display, or a
+    ``QT_QPA_PLATFORM`` whose plugin it does not ship (the pip wheel ships only ``xcb``).
+    """
+    env = os.environ if environ is None else environ
+    if not sys.platform.startswith("linux"):
+        return
+    platform = (env.get("QT_QPA_PLATFORM") or "").split(":")[0]
+    plugins = Path(cv2.__file__).parent / "qt" / "plugins" / "platforms"
+    if platform and plugins.is_dir() and not any(plugins.glob(f"libq{platform}*")):
+        raise UserError(f"OpenCV's window toolkit has no {platform!r} platform here (QT_QPA_PLATFORM); "
+                        "run with --no-display (and --output FILE to record)")
+    if platform in ("", "xcb", "wayland") and not (env.get("DISPLAY") or env.get("WAYLAND_DISPLAY")):
+        raise UserError("no display found; run with --no-display (and --output FILE to record)")
+
+
+@cli_entry(flags={"stabilize": "--stabilize"})
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(attach_dash_values(sys.argv[1:] if argv is None else list(argv)))
+    if args.max_frames is not None and args.max_frames < 1:
+        raise UserError("--max-frames must be at least 1")
+    if args.no_display and not args.output and args.max_frames is None:
+        print("note: --no-display without --output shows and saves nothing; stop with Ctrl-C", file=sys.stderr)
+    if not args.no_display:
+        check_display()
+    output = Path(args.output) if args.output else None
+    if output is not None:
+        ensure_not_an_input(output, [args.source])
+        if output.exists() and not args.force:
+            raise UserError(f"{output} already exists; use --force to overwrite it")
+    size = parse_size(args.size) if args.size else None
+    capture_size = parse_size(args.camera_size, "--camera-size") if args.camera_size else None
+    stabilize = DEFAULT_STRENGTH if args.stabilize == "default" else args.stabilize
+    stages = build_stages(args.strength, args.preserve_color, stabilize, stabilizer_available=True)
+
+    # Lazy: the backends import torch and ONNX Runtime (about 2 s), which --help and bad input skip.
+    from realtime.backends.loader import load_for_pipeline
+    from realtime.core.devices import resolve_device
+    from realtime.io.sources import CameraLost, CaptureSource
+
+    device = str(resolve_device(args.device))
+    models = ModelCycle(
+        [
+            load_for_pipeline(
+                m, device=device, provider=args.provider, input_range=args.input_range, backend=args.backend
+            )
+            for m in args.model
+        ]
+    )
+    state = CamState(
+        models=len(models.stylizers),
+        strength=stages.strength.strength,
+        preserve_color=stages.color.enabled,
+        stabilize=stages.stabilizer.enabled,
+    )
+    controls = Controls(state, models, stages.strength, stages.color, stages.stabilizer, Path(args.snapshot_dir))
+    with CaptureSource(args.source, size=size, capture_size=capture_size, pace=not args.no_display) as source:
+        frames = itertools.islice(source, args.max_frames) if args.max_frames else source
+        if output is None:
+            return _run(frames, models, None, stages.ordered, controls, args, source)
+        stopped: BaseException | None = None
+        with atomic_path(output) as tmp:
+            try:
+                return _run(frames, models, tmp, stages.ordered, controls, args, source)
+            except (CameraLost, KeyboardInterrupt) as exc:  # keep the recording, then report
+                stopped = exc
+    if isinstance(stopped, CameraLost):
+        raise UserError(f"{stopped}; the recording so far is in {output}")
+    print(f"interrupted: the recording so far is in {output}", file=sys.stderr)
+    raise stopped
+
+
+def _run(
+    frames, models: ModelCycle, record_to: Path | None, stages: list, controls: Controls, args: argparse.Namespace, source
+) -> int:
+    # Lazy: the sinks import OpenCV's GUI and PyAV, which a bad command line never needs.
+    from realtime.io.sinks import RecordingSink, TeeSink, WindowSink
+    from realtime.io.video_files import EncodeOptions
+
+    window = None
+    if not args.no_display:
+        window = WindowSink(
+            "nst-cam",
+            on_key=controls.on_key,
+            status=controls.status,
+            side_by_side=lambda: controls.state.side_by_side,
+        )
+        controls.window = window
+        print(KEYS_HELP, file=sys.stderr)
+    recorder = None
+    if record_to is not None:
+        recorder = RecordingSink(record_to, source.rate, EncodeOptions(crf=20.0, preset="veryfast", audio=False))
+    sink = TeeSink(window, recorder)
+    stats = run(frames, models, sink, stages, queue_size=1 if source.live else 4, live=source.live)
+    dropped = f", {source.dropped} stale camera frames skipped" if source.live else ""
+    print(f"{stats.summary()}; latency {stats.mean_latency * 1000:.0f} ms{dropped}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,131 @@
+"""What every command line shares: one-line errors, exit codes, argument types, ``--list-models``.
+
+Library code raises :class:`~realtime.core.errors.UserError` (and :class:`InvalidValue`, which
+names a setting); :func:`cli_entry` wraps a command's ``main(argv)`` so those become one line on
+stderr and exit status 2, with a setting's name turned into its flag (``steps`` -> ``--steps``,
+or a command's own mapping).
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import sys
+from typing import Callable, Mapping, Sequence
+
+from realtime.core.errors import InvalidValue, UserError, one_line
+from realtime.core.model_zoo import format_model_table, list_models
+
+EXIT_USER_ERROR = 2
+EXIT_INTERRUPTED = 130
+
+Main = Callable[[Sequence[str] | None], "int | None"]
+
+
+def flag_name(setting: str, flags: Mapping[str, str] | None = None) -> str:
+    """The command-line flag of a library setting: ``flags[setting]`` or ``--setting-with-dashes``."""
+    if flags and setting in flags:
+        return flags[setting]
+    return "--" + setting.replace("_", "-")
+
+
+def error_line(exc: BaseException, flags: Mapping[str, str] | None = None) -> str:
+    """The one line printed for a user error (flag names substituted for setting names)."""
+    if isinstance(exc, InvalidValue):
+        return f"error: {one_line(exc.worded(flag_name(exc.name, flags)))}"
+    return f"error: {one_line(exc)}"
+
+
+def cli_entry(main: Main | None = None, *, flags: Mapping[str, str] | None = None) -> Callable:
+    """Decorate ``main(argv)``: user errors print one line and exit 2; Ctrl-C exits 130.
+
+    Use as ``@cli_entry`` or ``@cli_entry(flags={"stabilize_strength": "--stabilize"})`` where a
+    setting's flag is not simply its name with dashes. Commands leave resumable or playable
+    output behind themselves before they re-raise ``KeyboardInterrupt``.
+    """
+
+    def decorate(function: Main) -> Callable[[Sequence[str] | None], int]:
+        @functools.wraps(function)
+        def wrapper(argv: Sequence[str] | None = None) -> int:
+            try:
+                return int(function(argv) or 0)
+            except UserError as exc:
+                print(error_line(exc, flags), file=sys.stderr)
+                return EXIT_USER_ERROR
+            except KeyboardInterrupt:
+                print("interrupted", file=sys.stderr)
+                return EXIT_INTERRUPTED
+            except MemoryError:
+                print("error: out of memory; try a smaller --size or --batch-size", file=sys.stderr)
+                return EXIT_USER_ERROR
+            except RuntimeError as exc:  # CUDA OOM arrives as a RuntimeError subclass
+                if "out of memory" in str(exc).lower():
+                    print(
+                        "error: the device ran out of memory; try a smaller --batch-size, --image-size or --size",
+                        file=sys.stderr,
+                    )
+                    return EXIT_USER_ERROR
+                raise
+
+        return wrapper
+
+    return decorate(main) if main is not None else decorate
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """An argument parser whose errors are one-line :class:`UserError` s (exit 2, no usage dump)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UserError(f"{message} (see --help)")
+
+
+def number(text: str) -> float:
+    """An argparse ``type`` for floats with a readable error."""
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+
+
+def strength_or_default(text: str) -> float | str:
+    """``--stabilize`` value: a number, or ``"default"`` when the flag is given alone."""
+    return text if text == "default" else number(text)
+
+
+def parse_size(text: str, flag: str = "--size") -> tuple[int, int]:
+    """``"640x360"`` -> ``(640, 360)``; each side at least 16 pixels."""
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise UserError(f"{flag} takes WIDTHxHEIGHT, e.g. 640x360; got {text!r}") from None
+    if w < 16 or h < 16:
+        raise UserError(f"{flag} {text}: each side must be at least 16 pixels")
+    return w, h
+
+
+def attach_dash_values(argv: Sequence[str], options: Sequence[str] = ("--input-range",)) -> list[str]:
+    """Let ``--input-range -1-1`` through: argparse would read ``-1-1`` as an option."""
+    out: list[str] = []
+    for token in argv:
+        if out and out[-1] in options and token.startswith("-"):
+            out[-1] = f"{out[-1]}={token}"
+        else:
+            out.append(token)
+    return out
+
+
+class ListModelsAction(argparse.Action):
+    """``--list-models``: print the model table and exit, like ``--help`` (other arguments not needed)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str = argparse.SUPPRESS, **kwargs) -> None:
+        super().__init__(
+            option_strings,
+            dest,
+            nargs=0,
+            default=argparse.SUPPRESS,
+            help="list the models --model can name (local and downloadable) and exit",
+        )
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        print(format_model_table(list_models()))
+        parser.exit()

@@ -1,0 +1,232 @@
+"""``python -m realtime.still``: stylise one image, by Gatys optimisation or with a trained model.
+
+``--method gatys`` optimises the pixels against VGG19 statistics (:mod:`realtime.core.gatys`; slow,
+any style image). ``--method johnson`` / ``cyclegan`` run a trained network once
+(:mod:`realtime.model_still`; fast, one style per model). Heavy imports happen only after the
+arguments are checked, so ``--help`` and bad input answer at once.
+
+Unless ``OMP_WAIT_POLICY`` is already set, the command sets it to ``PASSIVE`` before torch loads:
+idle OpenMP threads then sleep instead of spinning, which on a machine shared with other work
+made a CPU run 4-7x faster in wall time (and costs little when the cores are free).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from realtime.cli.common import ListModelsAction, OneLineParser, attach_dash_values, cli_entry
+from tqdm import tqdm
+
+from realtime.core.errors import UserError
+from realtime.core.files import ensure_not_an_input
+from realtime.core.images import IMAGE_SUFFIXES, read_image, write_image
+
+METHODS = ("gatys", "johnson", "cyclegan")
+DEFAULT_GATYS_SIZE = 512
+# Flags that belong to one kind of method; argparse leaves them None unless given.
+GATYS_FLAGS = ("style", "steps", "optimizer", "content_weight", "style_weight", "tv_weight", "init",
+               "style_scale", "style_blend", "scales", "pooling", "vgg", "snapshot_every", "lr", "seed")
+MODEL_FLAGS = ("model", "strength", "provider", "input_range")
+
+EPILOG = """examples:
+  # Gatys et al.: 300 L-BFGS steps at 512 px (CUDA when present)
+  python -m realtime.still --content samples/content/tubingen.jpg \\
+      --style samples/styles/starry_night.jpg -o out/tubingen_starry.png
+
+  # quicker on a CPU: 256 px, coarse to fine over two scales, 100 steps in all
+  python -m realtime.still --content photo.jpg --style wave.jpg --size 256 --scales 2 --steps 100 -o out.png
+
+  # two styles mixed 70/30, keeping the photo's colours, a snapshot every 50 steps
+  python -m realtime.still --content photo.jpg --style a.jpg b.jpg --style-blend 0.7,0.3 \\
+      --preserve-color --snapshot-every 50 -o out/mix.png
+
+  # a trained fast model (Johnson) at 60% strength, or a CycleGAN generator
+  python -m realtime.still --method johnson --model weights/candy.pth --content photo.jpg --strength 0.6 -o out.jpg
+  python -m realtime.still --method cyclegan --model horse2zebra.onnx --content horse.jpg -o zebra.png
+
+gatys losses are scale-free: content = ||F-Fc||^2/||Fc||^2 on relu4_2; style = the mean over
+relu1_1..relu5_1 of ||G-Gs||^2/||Gs||^2 (Gram matrices); tv = mean |pixel step| on 0..1 pixels.
+So the default weights (content 1, style 10, tv 1) suit any image and size.
+--preserve-color: gatys matches each style image's colour mean and covariance to the content
+before optimising (Gatys et al. 2017); the model methods keep the content's chroma and take
+only the stylised luminance (realtime.stages.color.preserve_color).
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = OneLineParser(prog="python -m realtime.still", description="Stylise one image: Gatys et al. optimisation "
+                "(any style image, slow) or a trained Johnson / CycleGAN model (fast).",
+                epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--method", choices=METHODS, help="gatys (default with --style), johnson or cyclegan "
+                   "(default with --model: taken from the model file)")
+    p.add_argument("--content", "-c", required=True, metavar="IMAGE", help="the photo to stylise")
+    p.add_argument("--output", "-o", required=True, metavar="IMAGE", help="output .png/.jpg/.webp/.bmp "
+                   "(folder created; written atomically; never over an input)")
+    p.add_argument("--size", type=int, metavar="PX", help="longer side of the output in pixels (gatys: "
+                   f"default {DEFAULT_GATYS_SIZE}; models: default the input's size)")
+    p.add_argument("--preserve-color", action="store_true", help="keep the content's colours (see below)")
+    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda or cuda:N (default auto)")
+
+    g = p.add_argument_group("gatys")
+    g.add_argument("--style", "-s", nargs="+", metavar="IMAGE", help="one or more style images")
+    g.add_argument("--steps", type=int, metavar="N", help="optimiser steps in all, over all scales (default 300)")
+    g.add_argument("--optimizer", choices=("lbfgs", "adam"), help="default lbfgs (one loss evaluation per step)")
+    g.add_argument("--lr", type=float, metavar="PX", help="Adam's step in pixel units (default 4)")
+    g.add_argument("--content-weight", type=float, metavar="W", help="default 1")
+    g.add_argument("--style-weight", type=float, metavar="W", help="default 10")
+    g.add_argument("--tv-weight", type=float, metavar="W", help="total-variation smoothing (default 1; 0 turns it off)")
+    g.add_argument("--init", choices=("content", "noise"), help="start from the content (default) or noise")
+    g.add_argument("--style-scale", type=float, metavar="F", help="style image size relative to the content: 1 (default) "
+                   "gives it the content's pixel count, 2 twice its width and height")
+    g.add_argument("--style-blend", metavar="W1,W2,...", help="weights of the style images (default equal)")
+    g.add_argument("--scales", type=int, metavar="N", help="coarse to fine over N scales, each twice the last; each finer "
+                   "scale gets half the steps of the one before (default 1)")
+    g.add_argument("--pooling", choices=("max", "avg"), help="VGG pooling (default max)")
+    g.add_argument("--vgg", choices=("caffe", "torchvision"), help="VGG19 weights: caffe (the originals, "
+                   "offline; default) or torchvision (needs its download cache)")
+    g.add_argument("--snapshot-every", type=int, metavar="N", help="also save every N-th step beside the "
+                   "output as NAME.stepNNNN.EXT")
+    g.add_argument("--seed", type=int, metavar="N", help="random seed for --init noise (default 0)")
+
+    m = p.add_argument_group("johnson / cyclegan")
+    m.add_argument("--list-models", action=ListModelsAction)
+    m.add_argument("--model", metavar="PATH|NAME", help="checkpoint, TorchScript or ONNX file, or a model name")
+    m.add_argument("--strength", type=float, metavar="S", help="0..1 blend with the original (default 1)")
+    m.add_argument("--provider", metavar="NAME", help="onnxruntime execution provider, e.g. CUDAExecutionProvider")
+    m.add_argument("--input-range", choices=("0-255", "-1-1"), help="pixel range a foreign ONNX model expects")
+    return p
+
+
+def resolve_method(args: argparse.Namespace) -> str:
+    """``gatys``, ``johnson``, ``cyclegan``, or ``model`` (a model whose family its file states)."""
+    method = args.method
+    if method is None:
+        if args.style and args.model:
+            raise UserError("give --style (gatys) or --model (a trained model), not both")
+        if not args.style and not args.model:
+            raise UserError("give --style IMAGE for gatys, or --model for a trained model (see --help)")
+        method = "gatys" if args.style else "model"
+    gatys = method == "gatys"
+    stray = [name for name in (MODEL_FLAGS if gatys else GATYS_FLAGS) if getattr(args, name) is not None]
+    if stray:
+        flag = "--" + stray[0].replace("_", "-")
+        raise UserError(f"{flag} does not apply to " + ("--method gatys" if gatys else "a trained --model"))
+    if gatys and not args.style:
+        raise UserError("--method gatys needs at least one --style image")
+    if not gatys and not args.model:
+        raise UserError(f"--method {method} needs --model PATH|NAME")
+    return method
+
+
+def parse_blend(text: str | None) -> tuple[float, ...] | None:
+    """``"0.7,0.3"`` -> ``(0.7, 0.3)``; UserError for anything else."""
+    if text is None:
+        return None
+    try:
+        return tuple(float(part) for part in text.split(","))
+    except ValueError:
+        raise UserError(f"--style-blend takes comma-separated numbers like 0.7,0.3, got {text!r}") from None
+
+
+def check_common(args: argparse.Namespace, inputs: Sequence[str]) -> None:
+    """Refuse a bad size, an unknown output type, or an output over an input before any work."""
+    if args.size is not None and args.size <= 0:
+        raise UserError(f"--size must be a positive number of pixels, got {args.size}")
+    if args.size is not None and args.size > 8192:
+        raise UserError(f"--size {args.size} is larger than 8192 pixels")
+    suffix = Path(args.output).suffix.lower()
+    if suffix not in IMAGE_SUFFIXES:
+        raise UserError(f"output {args.output} must end in one of {', '.join(IMAGE_SUFFIXES)}")
+    if Path(args.output).is_dir():
+        raise UserError(f"output {args.output} is a folder; give a file name")
+    ensure_not_an_input(args.output, inputs)
+
+
+def snapshot_path(output: Path, step: int) -> Path:
+    """``out/name.png`` -> ``out/name.step0050.png``."""
+    return output.with_name(f"{output.stem}.step{step:04d}{output.suffix}")
+
+
+def run_gatys(args: argparse.Namespace) -> np.ndarray:
+    """Read the images, build VGG on the device, optimise; returns ``(H, W, 3)`` uint8."""
+    # Lazy: realtime.core.gatys imports torch (see below).
+    from realtime.core.gatys import GatysConfig
+
+    given = {name: getattr(args, name) for name in ("steps", "optimizer", "content_weight", "style_weight",
+                                                    "tv_weight", "init", "scales", "style_scale", "lr", "seed")
+             if getattr(args, name) is not None}
+    config = GatysConfig(**given, style_blend=parse_blend(args.style_blend), preserve_color=args.preserve_color)
+    config.check(len(args.style))
+    if args.snapshot_every is not None and args.snapshot_every < 1:
+        raise UserError(f"--snapshot-every must be at least 1, got {args.snapshot_every}")
+    content = read_image(args.content, max_side=args.size or DEFAULT_GATYS_SIZE)
+    styles = [read_image(path) for path in args.style]
+
+    # Lazy: these import torch; OMP_WAIT_POLICY must be set before that (see main), and --help skips it.
+    import torch
+
+    from realtime.core.devices import resolve_device
+    from realtime.core.gatys import stylize
+    from realtime.core.nets.vgg import VGG19Features
+
+    device = resolve_device(args.device)
+    torch.manual_seed(config.seed)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # one fixed shape per scale
+    pooling = args.pooling or "max"
+    vgg = (VGG19Features.torchvision(pooling) if args.vgg == "torchvision" else VGG19Features.caffe(pooling))
+    vgg = vgg.to(device)
+    output = Path(args.output)
+    bar = tqdm(total=config.steps, desc="gatys", unit="step", dynamic_ncols=True)
+
+    def on_step(p) -> None:
+        bar.update(1)
+        bar.set_postfix_str(f"loss {p.loss:.4g}, {p.size[1]}x{p.size[0]}", refresh=False)
+        if args.snapshot_every and p.step % args.snapshot_every == 0 and p.step < p.total:
+            write_image(snapshot_path(output, p.step), p.image())
+
+    try:
+        return stylize(content, styles, vgg, device, config, on_step=on_step)
+    finally:
+        bar.close()
+
+
+def run_model(args: argparse.Namespace, method: str) -> np.ndarray:
+    """Run a trained Johnson or CycleGAN model once over the content image."""
+    # Lazy: the backends import torch; OMP_WAIT_POLICY must be set before that (see main).
+    from realtime.core.devices import resolve_device
+    from realtime.model_still import stylize_image
+    from realtime.stages import check_strength
+
+    strength = check_strength(args.strength if args.strength is not None else 1.0)
+    content = read_image(args.content)
+    device = resolve_device(args.device)
+    return stylize_image(content, args.model, size=args.size, strength=strength,
+                         preserve_color=args.preserve_color, device=str(device), provider=args.provider,
+                         input_range=args.input_range, family=None if method == "model" else method)
+
+
+@cli_entry
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(attach_dash_values(sys.argv[1:] if argv is None else list(argv)))
+    method = resolve_method(args)
+    inputs = [args.content, *(args.style or [])]
+    if args.model and Path(args.model).exists():
+        inputs.append(args.model)
+    check_common(args, inputs)
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # read when torch loads, just below
+    start = time.perf_counter()
+    result = run_gatys(args) if method == "gatys" else run_model(args, method)
+    write_image(args.output, result)
+    print(f"wrote {args.output} ({result.shape[1]}x{result.shape[0]}) in {time.perf_counter() - start:.1f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

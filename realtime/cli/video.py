@@ -1,0 +1,262 @@
+"""``nst-video``: stylise video files frame by frame, keeping timing, rotation and audio.
+
+Decoding (PyAV), the model and encoding run at once in three threads (:mod:`realtime.pipeline`).
+Every frame keeps its timestamp (variable frame rate too), the frame rate and the rotation
+metadata are copied, and the audio streams are remuxed untouched (no re-encoding).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+from pathlib import Path
+from typing import Sequence
+
+import av
+from tqdm import tqdm
+
+from realtime.cli.common import (
+    ListModelsAction,
+    OneLineParser,
+    attach_dash_values,
+    cli_entry,
+    number,
+    parse_size,
+    strength_or_default,
+)
+from realtime.core.errors import UserError
+from realtime.core.files import atomic_path, ensure_not_an_input
+from realtime.io.video_files import (
+    VIDEO_SUFFIXES,
+    EncodeOptions,
+    VideoWriter,
+    choose_pix_fmt,
+    default_encode_options,
+    probe,
+    read_frames,
+)
+from realtime.pipeline import Interrupted, run
+from realtime.stages import DEFAULT_STRENGTH, build_stages
+
+EPILOG = """\
+examples:
+  nst-video clip.mp4 --model weights/candy.pth                 # -> clip_candy.mp4 beside clip.mp4
+  nst-video clip.mp4 --model candy --size 640x360 --keep-size  # model at 640x360, output at full size
+  nst-video holidays/ --model mosaic -o styled/ --stabilize     # every video in a folder, less flicker
+  nst-video clip.mp4 --model candy --strength 0.6 --preserve-color --start 10 --duration 5
+
+sizes: --size WxH (as the video is shown, rotation considered) or --scale F set the size the
+model sees; the output has that size too, unless --keep-size scales the result back up to the
+input's size. Odd sizes: yuv420p needs even sides, so an odd-sized output is encoded yuv444p
+(exact size, H.264 4:4:4: ffmpeg/VLC/mpv play it, browsers do not); --pix-fmt yuv420p pads
+the right/bottom edge by one replicated pixel instead.
+--lossless (libx264rgb, crf 0) stores the RGB frames exactly (large files; for tests and masters).
+Ctrl-C stops early and keeps a playable file with the frames done so far under the final name.
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = OneLineParser(prog="nst-video", description="Stylise video files with a fast style or CycleGAN model.",
+                epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="video files, or folders of them")
+    p.add_argument("--list-models", action=ListModelsAction)
+    p.add_argument("--model", "-m", required=True, metavar="PATH|NAME", help="checkpoint, TorchScript or ONNX file, or a model name")
+    p.add_argument("--output", "-o", metavar="PATH", help="output file (one input) or folder "
+                   "(default: <input stem>_<model>.mp4 beside each input)")
+    p.add_argument("--force", "-f", action="store_true", help="overwrite existing outputs")
+    g = p.add_argument_group("style")
+    g.add_argument("--strength", type=number, default=1.0, help="0..1 blend with the original (default 1)")
+    g.add_argument("--preserve-color", action="store_true", help="keep the original colours, take the stylised luminance")
+    g.add_argument("--stabilize", nargs="?", const="default", type=strength_or_default, metavar="S",
+                   help="reduce flicker with optical flow; S in 0..1 (flag alone: the stabiliser's default)")
+    g = p.add_argument_group("size and time")
+    size = g.add_mutually_exclusive_group()
+    size.add_argument("--size", metavar="WxH", help="size the model sees, as the video is shown")
+    size.add_argument("--scale", type=number, metavar="F", help="scale both sides by F (rounded to even)")
+    g.add_argument("--keep-size", action="store_true", help="scale the result back up to the input's size")
+    g.add_argument("--start", type=number, default=0.0, metavar="SEC", help="start at this time (seconds)")
+    g.add_argument("--duration", type=number, metavar="SEC", help="process this many seconds")
+    g = p.add_argument_group("encoding")
+    g.add_argument("--codec", default="libx264", help="video encoder (default libx264; e.g. libx265, libvpx-vp9, ffv1)")
+    g.add_argument("--pix-fmt", metavar="FMT", help="encoder pixel format (default yuv420p; yuv444p for odd sizes)")
+    rate = g.add_mutually_exclusive_group()
+    rate.add_argument("--crf", type=number, help="constant quality, lower is better (libx264 default 18)")
+    rate.add_argument("--bitrate", metavar="RATE", help="target bitrate, e.g. 4M or 800k")
+    g.add_argument("--preset", help="x264/x265 speed preset (default veryfast; medium: smaller files, ~5x slower)")
+    g.add_argument("--lossless", action="store_true", help="exact RGB frames: libx264rgb at crf 0")
+    g.add_argument("--no-audio", action="store_true", help="drop the audio instead of copying it")
+    g = p.add_argument_group("runtime")
+    g.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda or cuda:N")
+    g.add_argument("--backend", choices=("onnx", "torch"), help="default: ONNX Runtime for checkpoints on the "
+                   "CPU (exported once, cached), else the model file's own")
+    g.add_argument("--provider", metavar="NAME", help="ONNX Runtime execution provider, e.g. CUDAExecutionProvider")
+    g.add_argument("--input-range", choices=("0-255", "-1-1"), help="pixel range a foreign ONNX model expects")
+    g.add_argument("--batch-size", type=int, default=1, metavar="N", help="frames per forward pass (GPU; default 1)")
+    g.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return p
+
+
+def parse_bitrate(text: str | None) -> int | None:
+    """``"4M"`` -> 4000000, ``"800k"`` -> 800000, ``"1500000"`` -> 1500000."""
+    if text is None:
+        return None
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kKmM]?)\s*", text)
+    if not match:
+        raise UserError(f"--bitrate takes a number with an optional k or M, e.g. 4M; got {text!r}")
+    scale = {"": 1, "k": 1_000, "m": 1_000_000}[match.group(2).lower()]
+    return int(float(match.group(1)) * scale)
+
+
+def model_label(model: str) -> str:
+    """The model's name in output file names: a file's stem, or the registry name."""
+    name = Path(model).stem if Path(model).suffix else Path(model).name
+    return re.sub(r"[^\w.-]+", "-", name).strip("-") or "styled"
+
+
+def gather_inputs(paths: Sequence[str]) -> list[Path]:
+    """Files as given; folders expand to the video files directly inside them, sorted."""
+    found: list[Path] = []
+    for text in paths:
+        path = Path(text)
+        if path.is_dir():
+            videos = sorted(p for p in path.iterdir()
+                            if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES and not p.name.startswith("."))
+            if not videos:
+                raise UserError(f"{path}: no video files in this folder ({', '.join(VIDEO_SUFFIXES[:4])}, ...)")
+            found.extend(videos)
+        elif not path.exists():
+            raise UserError(f"no such file: {path}")
+        else:
+            found.append(path)
+    return found
+
+
+def plan_outputs(inputs: list[Path], output: str | None, label: str, suffix: str, force: bool) -> list[Path]:
+    """Where each input's result goes; refuses to overwrite without ``force`` or to write over an input."""
+    if output is None:
+        outs = [p.with_name(f"{p.stem}_{label}{suffix}") for p in inputs]
+    else:
+        target = Path(output)
+        is_folder = target.is_dir() or not target.suffix or output.endswith(("/", "\\"))
+        if not is_folder and len(inputs) > 1:
+            raise UserError(f"-o {output} is a file name, but there are {len(inputs)} inputs; give a folder")
+        outs = [target / f"{p.stem}_{label}{suffix}" for p in inputs] if is_folder else [target]
+        if not is_folder and target.suffix.lower() not in VIDEO_SUFFIXES:
+            raise UserError(f"-o {output}: unknown video type {target.suffix}; use .mp4, .mkv, .mov or .webm")
+    if len(set(outs)) != len(outs):
+        raise UserError("two inputs would write the same output file; process them into different folders")
+    for out in outs:
+        ensure_not_an_input(out, inputs)
+        if out.exists() and not force:
+            raise UserError(f"{out} already exists; use --force to overwrite it")
+        folder = next((p for p in [out.parent, *out.parent.parents] if p.exists()), Path("."))
+        if not os.access(folder, os.W_OK):
+            raise UserError(f"output folder {folder} is not writable")
+    return outs
+
+
+def processing_size(info, args: argparse.Namespace) -> tuple[int, int] | None:
+    """The ``(width, height)`` the model sees, in stored orientation; None for the input's own size."""
+    if args.size:
+        w, h = parse_size(args.size)
+        return (h, w) if abs(info.rotation) % 180 == 90 else (w, h)
+    if args.scale is not None:
+        if args.scale <= 0:
+            raise UserError(f"--scale must be positive, got {args.scale:g}")
+        return tuple(max(16, 2 * round(side * args.scale / 2)) for side in (info.width, info.height))
+    return None
+
+
+def encode_options(args: argparse.Namespace):
+    if args.lossless:
+        if args.crf not in (None, 0) or args.bitrate:
+            raise UserError("--lossless sets crf 0; drop --crf/--bitrate")
+        return EncodeOptions(codec="libx264rgb", pix_fmt=args.pix_fmt, crf=0, preset=args.preset or "veryfast",
+                             audio=not args.no_audio)
+    options = default_encode_options(args.codec, pix_fmt=args.pix_fmt, audio=not args.no_audio)
+    if args.crf is not None or args.bitrate is not None:
+        options.crf = args.crf
+    options.bitrate = parse_bitrate(args.bitrate)
+    options.preset = args.preset or options.preset
+    return options
+
+
+def process(path: Path, output: Path, stylizer, stages: list, args: argparse.Namespace, options) -> None:
+    """Stylise one file into ``output`` (atomically); print its summary line."""
+    info = probe(path)
+    if args.start and info.duration is not None and args.start >= info.duration:
+        raise UserError(f"{path}: --start {args.start:g} s is past the end ({info.duration:.2f} s)")
+    size = processing_size(info, args)
+    out_size = (info.width, info.height) if (args.keep_size or size is None) else size
+    pix_fmt, pad = choose_pix_fmt(options.codec, *out_size, options.pix_fmt)
+    if out_size[0] % 2 or out_size[1] % 2:
+        how = f"padded to {out_size[0] + pad[0]}x{out_size[1] + pad[1]}" if any(pad) else "kept exactly"
+        print(f"note: {path.name}: odd size {out_size[0]}x{out_size[1]} {how}, encoded {pix_fmt}", file=sys.stderr)
+    span = args.duration if args.duration is not None else ((info.duration or 0) - args.start)
+    total = max(1, round(span * float(info.rate))) if span and span > 0 else None
+    for stage in stages:
+        stage.reset()
+    interrupted: Interrupted | None = None
+    with atomic_path(output) as tmp:
+        bar = tqdm(total=total, unit="frame", desc=path.name, disable=args.no_progress, dynamic_ncols=True,
+                   leave=False)
+        try:
+            writer = VideoWriter(tmp, info, options, size=out_size, start=args.start, duration=args.duration)
+            frames = read_frames(info, start=args.start, duration=args.duration, size=size)
+            stats = run(frames, stylizer, writer, stages, batch_size=args.batch_size,
+                        progress=lambda _: bar.update(1))
+        except Interrupted as exc:
+            if exc.stats.frames == 0:
+                raise
+            interrupted, stats = exc, exc.stats
+        except av.error.FFmpegError as exc:
+            if getattr(exc, "errno", None) == 28:
+                raise                                   # atomic_path reports a full disk
+            raise UserError(f"writing {output} failed: {getattr(exc, 'strerror', None) or exc}") from None
+        finally:
+            bar.close()
+    if interrupted is not None:
+        print(f"interrupted: kept the {stats.frames} frames done so far in {output} (playable, partial)",
+              file=sys.stderr)
+        raise interrupted
+    print(f"{output}: {stats.summary()}")
+
+
+@cli_entry(flags={"stabilize": "--stabilize"})
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(attach_dash_values(sys.argv[1:] if argv is None else list(argv)))
+    if args.batch_size < 1:
+        raise UserError("--batch-size must be at least 1")
+    if args.start < 0 or (args.duration is not None and args.duration <= 0):
+        raise UserError("--start must be >= 0 and --duration > 0")
+    inputs = gather_inputs(args.inputs)
+    options = encode_options(args)
+    suffix = ".mkv" if options.codec == "ffv1" else ".mp4"
+    outputs = plan_outputs(inputs, args.output, model_label(args.model), suffix, args.force)
+    stabilize = DEFAULT_STRENGTH if args.stabilize == "default" else args.stabilize
+    stages = build_stages(args.strength, args.preserve_color, stabilize).ordered
+
+    # Lazy: the backends import torch (about 2 s), which --help and bad input skip.
+    from realtime.backends.loader import load_for_pipeline
+    from realtime.core.devices import resolve_device
+
+    device = str(resolve_device(args.device))
+    stylizer = load_for_pipeline(args.model, device=device, provider=args.provider, input_range=args.input_range,
+                                 backend=args.backend)
+    failed = 0
+    for path, output in zip(inputs, outputs):
+        try:
+            process(path, output, stylizer, stages, args, options)
+        except UserError as exc:
+            if len(inputs) == 1:
+                raise
+            failed += 1
+            print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
+    if failed:
+        raise UserError(f"{failed} of {len(inputs)} inputs failed (see above)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,359 @@
+"""Gatys et al. (2016) style transfer: optimise the pixels of one image against VGG19 statistics.
+
+The image ``x`` (RGB, 0..255, ``(1, 3, H, W)``) minimises
+
+    content_weight * ‖F(x) − F(c)‖² / ‖F(c)‖²                     (relu4_2, means over entries)
+  + style_weight   * mean_l ‖G_l(x) − G*_l‖² / ‖G*_l‖²            (relu1_1 … relu5_1)
+  + tv_weight      * TV(x / 255)
+
+where ``G*_l`` is the (weighted) mean Gram matrix of the style images. Each term is divided by
+its own target's mean square, so it is scale-free: the same weights work for any image, size
+and layer (a layer's style term is the square of the relative Gram distance that
+:func:`realtime.core.losses.gram_distance` averages). Defaults: content 1, style 10, tv 1. The targets
+are computed once per scale.
+
+``scales > 1`` runs coarse to fine (Gatys et al. 2017): optimise at ``1/2**(scales-1)`` of the
+size, upsample, refine; every finer scale gets half the steps of the one before, so most of the
+work happens where a step is cheap. The loop *receives* the VGG and the device; it never builds
+them. L-BFGS always runs in float32 (reduced precision makes its curvature pairs useless).
+"""
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from realtime.core.errors import UserError
+from realtime.core.losses import GATYS_CONTENT_LAYERS, GATYS_STYLE_LAYERS, gram, total_variation
+from realtime.core.nets.vgg import VGG19Features
+
+log = logging.getLogger(__name__)
+
+CONTENT_LAYER = GATYS_CONTENT_LAYERS[0]
+STYLE_LAYERS = GATYS_STYLE_LAYERS
+OPTIMIZERS = ("lbfgs", "adam")
+INITS = ("content", "noise")
+
+
+@dataclass(frozen=True)
+class GatysConfig:
+    """Settings of one optimisation; the defaults are the CLI's defaults.
+
+    ``style_scale`` 1.0 resizes each style image to the content's pixel count (its own aspect);
+    2.0 to twice the width and height. ``style_blend`` weights the styles' Gram matrices
+    (``None``: equal). ``lr`` is Adam's step in pixel units (L-BFGS ignores it).
+    """
+
+    steps: int = 300
+    optimizer: str = "lbfgs"
+    content_weight: float = 1.0
+    style_weight: float = 10.0
+    tv_weight: float = 1.0
+    init: str = "content"
+    scales: int = 1
+    style_scale: float = 1.0
+    style_blend: tuple[float, ...] | None = None
+    preserve_color: bool = False
+    lr: float = 4.0
+    seed: int = 0
+
+    def check(self, n_styles: int) -> None:
+        """Raise :class:`UserError` for values no optimisation can use."""
+        if self.steps < 1:
+            raise UserError(f"--steps must be at least 1, got {self.steps}")
+        if self.optimizer not in OPTIMIZERS:
+            raise UserError(f"unknown optimizer {self.optimizer!r}; use {' or '.join(OPTIMIZERS)}")
+        if self.init not in INITS:
+            raise UserError(f"unknown --init {self.init!r}; use {' or '.join(INITS)}")
+        for name in ("content_weight", "style_weight", "tv_weight"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise UserError(f"--{name.replace('_', '-')} must be a number >= 0, got {value}")
+        if self.content_weight == 0 and self.style_weight == 0:
+            raise UserError("--content-weight and --style-weight are both 0; nothing to optimise")
+        if not 1 <= self.scales <= 6:
+            raise UserError(f"--scales must be between 1 and 6, got {self.scales}")
+        if self.scales > self.steps:
+            raise UserError(f"--scales {self.scales} needs at least as many --steps, got {self.steps}")
+        if not (math.isfinite(self.style_scale) and 0.05 <= self.style_scale <= 8):
+            raise UserError(f"--style-scale must be between 0.05 and 8, got {self.style_scale}")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise UserError(f"--lr must be a positive number, got {self.lr}")
+        if n_styles < 1:
+            raise UserError("give at least one --style image")
+        if self.style_blend is not None:
+            if len(self.style_blend) != n_styles:
+                raise UserError(f"--style-blend has {len(self.style_blend)} weight(s) for {n_styles} style image(s)")
+            if any(not math.isfinite(w) or w < 0 for w in self.style_blend) or sum(self.style_blend) <= 0:
+                raise UserError("--style-blend weights must be >= 0 with a positive sum")
+
+
+@dataclass
+class Progress:
+    """What the loop reports after each optimiser step; ``image()`` renders the current result."""
+
+    step: int          # 1 .. total, counted over all scales
+    total: int
+    scale: int         # 1 .. scales (1 = coarsest)
+    size: tuple[int, int]  # (H, W) of this scale
+    loss: float
+    image: Callable[[], np.ndarray]
+
+
+def scale_sizes(height: int, width: int, scales: int) -> list[tuple[int, int]]:
+    """``(H, W)`` of each scale, coarsest first; each is half the next, at least 16 px a side."""
+    sizes = []
+    for i in range(scales - 1, -1, -1):
+        f = 0.5 ** i
+        sizes.append((max(16, round(height * f)), max(16, round(width * f))))
+    return sizes
+
+
+def steps_per_scale(steps: int, scales: int) -> list[int]:
+    """Split ``steps`` so each finer scale gets half the steps of the coarser one (at least 1 each)."""
+    shares = [2.0 ** (scales - 1 - i) for i in range(scales)]
+    counts = [max(1, int(steps * s / sum(shares))) for s in shares]
+    counts[0] += steps - sum(counts)  # rounding remainder goes to the cheapest scale
+    return counts
+
+
+def style_size(style_hw: tuple[int, int], content_hw: tuple[int, int], style_scale: float) -> tuple[int, int]:
+    """``(H, W)`` for a style image: ``style_scale**2`` times the content's area, its own aspect ratio."""
+    sh, sw = style_hw
+    area = content_hw[0] * content_hw[1] * style_scale ** 2
+    h = math.sqrt(area * sh / sw)
+    return max(16, round(h)), max(16, round(h * sw / sh))
+
+
+def resize(rgb: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Resize ``(H, W, 3)`` uint8 with Lanczos (antialiased when shrinking)."""
+    if rgb.shape[:2] == (height, width):
+        return rgb
+    return np.asarray(Image.fromarray(rgb).resize((width, height), Image.LANCZOS))
+
+
+def match_color(style: np.ndarray, content: np.ndarray) -> np.ndarray:
+    """Give ``style`` the mean and colour covariance of ``content`` (Gatys et al. 2017, colour matching).
+
+    Both are ``(H, W, 3)`` uint8 RGB; the result has the style's shape. Uses the symmetric
+    square roots of the covariances (the "Image Analogies" linear transfer).
+    """
+    def stats(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        flat = rgb.reshape(-1, 3).astype(np.float64)
+        return flat.mean(0), np.cov(flat, rowvar=False) + 1e-3 * np.eye(3)
+
+    def sqrtm(cov: np.ndarray, inverse: bool = False) -> np.ndarray:
+        vals, vecs = np.linalg.eigh(cov)
+        vals = np.clip(vals, 1e-6, None) ** (-0.5 if inverse else 0.5)
+        return (vecs * vals) @ vecs.T
+
+    mu_s, cov_s = stats(style)
+    mu_c, cov_c = stats(content)
+    transform = sqrtm(cov_c) @ sqrtm(cov_s, inverse=True)
+    flat = (style.reshape(-1, 3).astype(np.float64) - mu_s) @ transform.T + mu_c
+    return np.clip(flat + 0.5, 0, 255).astype(np.uint8).reshape(style.shape)
+
+
+def to_tensor(rgb: np.ndarray, device: torch.device) -> torch.Tensor:
+    """``(H, W, 3)`` uint8 -> ``(1, 3, H, W)`` float32 0..255 on ``device``."""
+    return torch.from_numpy(np.array(rgb, dtype=np.uint8)).to(device).permute(2, 0, 1)[None].float()
+
+
+def to_rgb(image: torch.Tensor) -> np.ndarray:
+    """``(1, 3, H, W)`` float 0..255 -> ``(H, W, 3)`` uint8 (rounded and clipped)."""
+    return image.detach()[0].permute(1, 2, 0).round().clamp(0, 255).to(torch.uint8).cpu().numpy()
+
+
+class GatysObjective:
+    """The scale-free loss for one scale, with its content and style targets computed once."""
+
+    def __init__(self, vgg: VGG19Features, content: torch.Tensor, styles: Sequence[torch.Tensor],
+                 blend: Sequence[float], config: GatysConfig) -> None:
+        """``content`` ``(1, 3, H, W)`` and each style ``(1, 3, h, w)`` are RGB 0..255 on the VGG's device."""
+        self.vgg, self.config = vgg, config
+        with torch.no_grad():
+            self.content_target = vgg(content, [CONTENT_LAYER])[CONTENT_LAYER]
+            self.content_norm = self.content_target.pow(2).mean().clamp_min(1e-8)
+            total = float(sum(blend))
+            self.style_targets: dict[str, torch.Tensor] = {}
+            for style, weight in zip(styles, blend):
+                feats = vgg(style, STYLE_LAYERS)
+                for name in STYLE_LAYERS:
+                    g = gram(feats[name]) * (weight / total)
+                    self.style_targets[name] = self.style_targets.get(name, 0) + g
+            self.style_norms = {n: g.pow(2).mean().clamp_min(1e-12) for n, g in self.style_targets.items()}
+        self.layers = (CONTENT_LAYER,) + STYLE_LAYERS
+
+    def __call__(self, image: torch.Tensor) -> torch.Tensor:
+        """Total loss (scalar) of ``image`` ``(1, 3, H, W)`` RGB 0..255."""
+        c = self.config
+        feats = self.vgg(image, self.layers)
+        loss = image.new_zeros(())
+        if c.content_weight:
+            diff = (feats[CONTENT_LAYER] - self.content_target).pow(2).mean()
+            loss = loss + c.content_weight * diff / self.content_norm
+        if c.style_weight:
+            style = sum(((gram(feats[n]) - self.style_targets[n]).pow(2).mean() / self.style_norms[n])
+                        for n in STYLE_LAYERS)
+            loss = loss + c.style_weight * style / len(STYLE_LAYERS)
+        if c.tv_weight:
+            loss = loss + c.tv_weight * total_variation(image / 255.0)
+        return loss
+
+
+def _initial_image(content: torch.Tensor, init: str, seed: int) -> torch.Tensor:
+    """The starting image ``(1, 3, H, W)``: the content, or the content's mean colour plus noise."""
+    if init == "content":
+        return content.clone()
+    generator = torch.Generator().manual_seed(seed)  # CPU generator: the same noise on every device
+    noise = torch.randn(content.shape, generator=generator).to(content.device)
+    return (content.mean(dim=(2, 3), keepdim=True) + 32.0 * noise).clamp(0, 255)
+
+
+class LBFGS:
+    """L-BFGS without line search, one loss evaluation per step, on one tensor.
+
+    Step for step this is ``torch.optim.LBFGS(max_iter=1, lr=1, history_size=history)`` (the
+    tests check it), written out because building any ``torch.optim`` optimiser imports
+    ``torch._dynamo``: about a second of CPU at start-up. Two changes: ``first_step`` sets the
+    first (steepest-descent) step to move each element by that much on average; torch's rule
+    (L1 norm at most 1 in all) moves 0..255 pixels by less than float32 resolves, so the
+    first curvature pair is noise and the run stalls after every restart. And a direction that
+    does not descend, or a step with no usable curvature pair yet, restarts from the gradient
+    (torch stops for good, or takes an unscaled gradient step).
+    """
+
+    def __init__(self, param: torch.Tensor, history: int = 50, first_step: float | None = None) -> None:
+        self.param, self.history, self.first_step = param, history, first_step
+        self.s: list[torch.Tensor] = []
+        self.y: list[torch.Tensor] = []
+        self.rho: list[torch.Tensor] = []
+        self.h_diag: torch.Tensor | float = 1.0
+        self.prev_grad: torch.Tensor | None = None
+        self.prev_step: torch.Tensor | None = None
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], torch.Tensor]) -> torch.Tensor:
+        """Evaluate ``closure`` (which must fill ``param.grad``) once, then move ``param``."""
+        with torch.enable_grad():
+            loss = closure()
+        g = self.param.grad.reshape(-1)
+        if self.prev_grad is not None:
+            y, s = g - self.prev_grad, self.prev_step
+            ys = y.dot(s)
+            if ys > 1e-10:
+                if len(self.s) == self.history:
+                    del self.s[0], self.y[0], self.rho[0]
+                self.s.append(s)
+                self.y.append(y)
+                self.rho.append(1.0 / ys)
+                self.h_diag = ys / y.dot(y)
+        d = self._direction(g) if self.s else None
+        if d is None or g.dot(d) >= 0:  # first step, or no descent: restart from the gradient
+            self.s, self.y, self.rho, self.h_diag = [], [], [], 1.0
+            l1 = g.abs().sum()
+            if self.first_step:
+                d = -g * (self.first_step * g.numel() / l1.clamp_min(1e-30))
+            else:
+                d = -g * min(1.0, 1.0 / l1.item())
+        self.param.view(-1).add_(d)
+        self.prev_grad, self.prev_step = g.clone(), d
+        return loss
+
+    def _direction(self, g: torch.Tensor) -> torch.Tensor:
+        """The two-loop recursion: ``-H g`` with the stored curvature pairs."""
+        q, alphas = -g, []
+        for s, y, rho in zip(reversed(self.s), reversed(self.y), reversed(self.rho)):
+            alphas.append(s.dot(q) * rho)
+            q = q - alphas[-1] * y
+        r = q * self.h_diag
+        for s, y, rho, alpha in zip(self.s, self.y, self.rho, reversed(alphas)):
+            r = r + s * (alpha - y.dot(r) * rho)
+        return r
+
+
+class Adam:
+    """Adam (Kingma & Ba) on one tensor, ``lr`` in the tensor's units; as ``torch.optim.Adam``."""
+
+    def __init__(self, param: torch.Tensor, lr: float, betas: tuple[float, float] = (0.9, 0.999),
+                 eps: float = 1e-8) -> None:
+        self.param, self.lr, self.betas, self.eps, self.t = param, lr, betas, eps, 0
+        self.m, self.v = torch.zeros_like(param), torch.zeros_like(param)
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], torch.Tensor]) -> torch.Tensor:
+        with torch.enable_grad():
+            loss = closure()
+        (b1, b2), g = self.betas, self.param.grad
+        self.t += 1
+        self.m.mul_(b1).add_(g, alpha=1 - b1)
+        self.v.mul_(b2).addcmul_(g, g, value=1 - b2)
+        denom = (self.v / (1 - b2 ** self.t)).sqrt_().add_(self.eps)
+        self.param.addcdiv_(self.m, denom, value=-self.lr / (1 - b1 ** self.t))
+        return loss
+
+
+def stylize(content: np.ndarray, styles: Sequence[np.ndarray], vgg: VGG19Features, device: torch.device,
+            config: GatysConfig = GatysConfig(), on_step: Callable[[Progress], None] | None = None) -> np.ndarray:
+    """Optimise an image with ``content``'s layout and ``styles``' textures.
+
+    ``content`` is ``(H, W, 3)`` uint8 RGB at the output size; ``styles`` are ``(h, w, 3)`` uint8
+    RGB of any size (resized here per ``config.style_scale``). ``vgg`` must already be on
+    ``device``. Returns ``(H, W, 3)`` uint8 RGB. ``on_step`` is called after every step.
+    Raises :class:`UserError` if the loss stops being finite.
+    """
+    config.check(len(styles))
+    if config.preserve_color:
+        styles = [match_color(s, content) for s in styles]
+    blend = config.style_blend or (1.0,) * len(styles)
+    height, width = content.shape[:2]
+    sizes = scale_sizes(height, width, config.scales)
+    counts = steps_per_scale(config.steps, config.scales)
+    image: torch.Tensor | None = None
+    step = 0
+    for scale, ((h, w), count) in enumerate(zip(sizes, counts), start=1):
+        content_t = to_tensor(resize(content, h, w), device)
+        style_ts = [to_tensor(resize(s, *style_size(s.shape[:2], (h, w), config.style_scale)), device)
+                    for s in styles]
+        objective = GatysObjective(vgg, content_t, style_ts, blend, config)
+        del style_ts
+        if image is None:
+            image = _initial_image(content_t, config.init, config.seed)
+        else:
+            image = F.interpolate(image.detach(), size=(h, w), mode="bicubic", align_corners=False)
+        image = image.contiguous().requires_grad_(True)
+        optimizer = (Adam(image, config.lr) if config.optimizer == "adam"
+                     else LBFGS(image, history=50, first_step=1.0))  # first step: 1 grey level per pixel
+        log.info("scale %d/%d: %dx%d, %d steps", scale, len(sizes), w, h, count)
+        for _ in range(count):
+            step += 1
+            loss = _one_step(optimizer, objective, image)
+            if not math.isfinite(loss):
+                raise UserError(f"the loss became {loss} at step {step}; lower --style-weight"
+                                + (" or --lr" if config.optimizer == "adam" else "") + ", or try --optimizer adam")
+            if on_step is not None:
+                on_step(Progress(step, config.steps, scale, (h, w), loss,
+                                 lambda current=image: to_rgb(current)))
+    assert image is not None
+    return to_rgb(image)
+
+
+def _one_step(optimizer: LBFGS | Adam, objective: GatysObjective, image: torch.Tensor) -> float:
+    """One optimiser step (one loss evaluation); returns the loss evaluated during it."""
+    value = [math.nan]
+
+    def closure() -> torch.Tensor:
+        image.grad = None
+        loss = objective(image)
+        loss.backward()
+        value[0] = loss.item()
+        return loss
+
+    optimizer.step(closure)
+    return value[0]
