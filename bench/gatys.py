@@ -90,7 +90,8 @@ class Scorer:
 
         from realtime.core.gatys import CONTENT_LAYER, STYLE_LAYERS, resize, style_size, to_tensor
         from realtime.core.images import read_image
-        from realtime.core.losses import feature_distance, gram, gram_distance
+        from realtime.core.losses import gram
+        from realtime.core.metrics import feature_distance, gram_distance
         out = read_image(output)
         h, w = out.shape[:2]
         cpu = torch.device("cpu")

@@ -23,7 +23,8 @@ import torch
 from realtime.cli.common import cli_entry
 from realtime.core.errors import UserError
 from realtime.core.images import list_images, read_image, resize_to
-from realtime.core.losses import GATYS_CONTENT_LAYERS, GATYS_STYLE_LAYERS, feature_distance, gram, gram_distance
+from realtime.core.losses import GATYS_CONTENT_LAYERS, GATYS_STYLE_LAYERS, gram
+from realtime.core.metrics import feature_distance, gram_distance
 from realtime.core.metrics import StyleMeter, to_batch
 from realtime.core.nets.vgg import VGG19Features
 from train.runlog import save_grid

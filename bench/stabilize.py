@@ -231,7 +231,8 @@ def gram_changes(vgg: Any, per_frame: list[np.ndarray], outputs: dict[float, lis
     Both are relative figures (:func:`realtime.core.losses.gram_distance`); frames are taken evenly
     after the first few (the stabiliser's history needs a few frames to build up).
     """
-    from realtime.core.losses import GATYS_STYLE_LAYERS, gram, gram_distance
+    from realtime.core.losses import GATYS_STYLE_LAYERS, gram
+    from realtime.core.metrics import gram_distance
 
     def features(image: np.ndarray) -> dict[str, torch.Tensor]:
         with torch.inference_mode():

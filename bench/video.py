@@ -80,7 +80,8 @@ def end_to_end(stylizer: Any, video: Path, size: tuple[int, int], frames: int) -
 def reference_net(arch: str | None, model: str | None, tmp: Path) -> tuple[str, torch.nn.Module | None, str]:
     """``(label, module or None, model spec for load_stylizer)``; random weights without ``--model``."""
     from realtime.core.checkpoint import load_model, save_checkpoint
-    from realtime.core.nets import TransformerNet, johnson_contract
+    from realtime.core.contract import johnson_contract
+    from realtime.core.nets import TransformerNet
 
     if model is None:
         torch.manual_seed(0)

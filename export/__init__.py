@@ -25,13 +25,12 @@ from realtime.core.checkpoint import LoadedModel, load_model
 from realtime.core.errors import UserError
 from realtime.core.files import atomic_path, ensure_not_an_input
 from realtime.core.contract import IOContract
-from realtime.core.nets.cyclegan import ResnetGenerator
-from realtime.core.nets.transformer import TransformerNet
+from realtime.core.nets.families import FAMILIES, family_of
 
 log = logging.getLogger(__name__)
 
 FORMATS = {".onnx": "onnx", ".pt": "torchscript"}
-EXPORTABLE = (TransformerNet, ResnetGenerator)
+EXPORTABLE = tuple(f.runtime_net for f in FAMILIES.values() if f.exportable)
 VERIFY_SHAPES = ((2, 64, 96), (1, 100, 76))  # (batch, height, width): two sizes, both multiples of 4
 
 
@@ -128,9 +127,10 @@ def export_model(source: str | Path | LoadedModel, dest: str | Path, *, fp16: bo
             raise UserError(f"{source} is already an ONNX model; export reads checkpoints (.pth)")
         ensure_not_an_input(dest, [source])
         loaded, source_name = load_model(source), source.name
-    if not isinstance(loaded.model, EXPORTABLE):
-        raise UserError(f"{source_name} holds a {type(loaded.model).__name__}; export handles Johnson "
-                        "transform nets and CycleGAN generators")
+    owner = family_of(loaded.model)
+    if owner is None or not owner.exportable:
+        kinds = ", ".join(f.runtime_net.__name__ for f in FAMILIES.values() if f.exportable)
+        raise UserError(f"{source_name} holds a {type(loaded.model).__name__}; export handles {kinds}")
     if static is not None and fmt != "onnx":
         raise UserError("--static applies to ONNX only; TorchScript files run at any size")
     _check_static(static, loaded.contract.size_multiple)

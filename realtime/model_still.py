@@ -10,7 +10,7 @@ import logging
 import numpy as np
 
 from realtime.backends.loader import load_stylizer
-from realtime.core.contract import FAMILIES
+from realtime.core.nets.families import family as family_named
 from realtime.core.errors import InvalidValue, UserError
 from realtime.core.images import resize_longer_side
 from realtime.core.stylizer import Stylizer, apply_stages
@@ -23,8 +23,7 @@ def check_family(stylizer: Stylizer, family: str | None, model: str) -> None:
     """Raise :class:`InvalidValue` (setting ``method``) when ``family`` is not the model's own family."""
     if family is None:
         return
-    if family not in FAMILIES:
-        raise InvalidValue("method", f"{family!r} is not a model family; use one of {', '.join(FAMILIES)}")
+    family_named(family)  # an unknown name raises
     actual = stylizer.contract.family
     if actual != family:
         raise InvalidValue("method", f"{family}: model {model!r} is a {actual} model, not a {family} model")

@@ -1,15 +1,34 @@
-"""realtime.core.losses on small tensors whose values are worked out by hand."""
+"""realtime.core.losses and the quality metrics on small tensors whose values are worked out by hand."""
+
 from __future__ import annotations
 
 import pytest
 import torch
 
-from realtime.core.losses import content_loss, feature_distance, gram, gram_distance, style_loss, total_variation
+from realtime.core.losses import (
+    LossWeights,
+    PerceptualLoss,
+    StyleTargets,
+    content_term,
+    gram,
+    style_term,
+    total_variation,
+)
+from realtime.core.metrics import feature_distance, gram_distance
 
 # One image, two channels, 1x2 pixels: channel rows f1 = [1, 2], f2 = [3, 4].
 FEATURES = torch.tensor([[[[1.0, 2.0]], [[3.0, 4.0]]]])
 # F F^T = [[5, 11], [11, 25]], divided by C*H*W = 4.
 GRAM = torch.tensor([[[1.25, 2.75], [2.75, 6.25]]])
+GRAM_MEAN_SQUARE = (1.25**2 + 2 * 2.75**2 + 6.25**2) / 4  # 13.9375
+
+
+class PixelEncoder:
+    """A stand-in encoder: layer ``a`` is the image itself, layer ``b`` the image doubled."""
+
+    def __call__(self, image: torch.Tensor, layers) -> dict[str, torch.Tensor]:
+        out = {"a": image, "b": 2 * image}
+        return {name: out[name] for name in layers}
 
 
 def test_gram_by_hand():
@@ -31,28 +50,26 @@ def test_gram_is_independent_of_spatial_size_for_a_repeated_texture():
     torch.testing.assert_close(gram(tile), gram(tile.repeat(1, 1, 3, 2)))
 
 
-def test_content_loss_by_hand():
-    a = torch.zeros(1, 1, 2, 2)
-    b = torch.tensor([[[[1.0, 2.0], [3.0, 4.0]]]])
-    assert content_loss(a, b).item() == pytest.approx((1 + 4 + 9 + 16) / 4)
-    assert content_loss(b, b).item() == 0.0
+def test_content_term_by_hand():
+    target = {"a": torch.tensor([[[[1.0, 2.0], [3.0, 4.0]]]])}
+    # zeros: mean(t^2) / mean(t^2) = 1; t + 1: mean(1) / mean(t^2) = 1 / 7.5
+    assert content_term({"a": torch.zeros(1, 1, 2, 2)}, target, ["a"]).item() == pytest.approx(1.0)
+    assert content_term({"a": target["a"] + 1}, target, ["a"]).item() == pytest.approx(1 / 7.5)
+    assert content_term(target, target, ["a"]).item() == 0.0
 
 
-def test_style_loss_by_hand_with_layer_weights_and_batch_broadcast():
-    target = {"a": torch.zeros(1, 2, 2)}
-    # mean(GRAM^2) = (1.5625 + 2 * 7.5625 + 39.0625) / 4 = 13.9375
-    assert style_loss({"a": FEATURES}, target).item() == pytest.approx(13.9375)
-    assert style_loss({"a": FEATURES}, target, {"a": 2.0}).item() == pytest.approx(27.875)
-    batch = {"a": FEATURES.repeat(3, 1, 1, 1)}
-    assert style_loss(batch, target).item() == pytest.approx(13.9375)
-    assert style_loss({"a": FEATURES}, {"a": GRAM}).item() == pytest.approx(0.0)
-
-
-def test_style_loss_sums_layers():
+def test_style_term_by_hand_with_layer_weights_and_batch_broadcast():
+    zero = {"a": torch.zeros(1, 2, 2), "b": torch.zeros(1, 2, 2)}
+    norm = {"a": torch.tensor([2.0]), "b": torch.tensor([1.0])}
+    # layer a: mean(GRAM^2) / 2; layer b (features doubled, Gram x4): 16 mean(GRAM^2) / 1
+    a, b = GRAM_MEAN_SQUARE / 2, 16 * GRAM_MEAN_SQUARE
     feats = {"a": FEATURES, "b": 2 * FEATURES}
-    targets = {"a": torch.zeros(1, 2, 2), "b": torch.zeros(1, 2, 2)}
-    # gram(2F) = 4 gram(F), squared: 16x
-    assert style_loss(feats, targets).item() == pytest.approx(13.9375 * 17)
+    assert style_term(feats, zero, norm, ["a", "b"]).item() == pytest.approx((a + b) / 2)
+    assert style_term(feats, zero, norm, ["a", "b"], {"a": 3.0, "b": 1.0}).item() == pytest.approx((3 * a + b) / 4)
+    batch = {k: v.repeat(3, 1, 1, 1) for k, v in feats.items()}
+    assert style_term(batch, zero, norm, ["a", "b"]).item() == pytest.approx((a + b) / 2)
+    exact = {"a": GRAM, "b": 4 * GRAM}
+    assert style_term(feats, exact, norm, ["a", "b"]).item() == pytest.approx(0.0)
 
 
 def test_total_variation_by_hand():
@@ -62,9 +79,47 @@ def test_total_variation_by_hand():
     assert total_variation(torch.full((1, 3, 4, 4), 7.0)).item() == 0.0
 
 
-def test_losses_have_gradients():
-    x = FEATURES.clone().requires_grad_(True)
-    (style_loss({"a": x}, {"a": torch.zeros(1, 2, 2)}) + total_variation(x) + content_loss(x, 0 * x)).backward()
+def test_perceptual_loss_against_a_hand_computation():
+    """Content from layer b of the content image, style from layer a of two styles, per-sample style index."""
+    torch.manual_seed(0)
+    encoder = PixelEncoder()
+    styles = [torch.rand(1, 3, 4, 4) * 255, torch.rand(1, 3, 6, 5) * 255]
+    targets = StyleTargets.from_images(encoder, styles, ["a"], ["s0", "s1"])
+    weights = LossWeights(content=2.0, style=5.0, tv=3.0)
+    loss = PerceptualLoss(encoder, targets, ["b"], ["a"], weights)
+    content = torch.rand(2, 3, 4, 4) * 255
+    output = torch.rand(2, 3, 4, 4) * 255
+    got = loss(output, loss.content_targets(content), torch.tensor([1, 0]))
+
+    want_content = ((2 * output - 2 * content) ** 2).mean() / ((2 * content) ** 2).mean()
+    g_out = [gram(output[i : i + 1])[0] for i in range(2)]
+    g_style = [gram(s)[0] for s in styles]
+    per_sample = [((g_out[0] - g_style[1]) ** 2).mean() / (g_style[1] ** 2).mean(),
+                  ((g_out[1] - g_style[0]) ** 2).mean() / (g_style[0] ** 2).mean()]
+    want_style = (per_sample[0] + per_sample[1]) / 2
+    x = output / 255
+    want_tv = (x[:, :, 1:] - x[:, :, :-1]).abs().mean() + (x[..., 1:] - x[..., :-1]).abs().mean()
+    torch.testing.assert_close(got["content"], want_content)
+    torch.testing.assert_close(got["style"], want_style)
+    torch.testing.assert_close(got["tv"], want_tv)
+    torch.testing.assert_close(got["loss"], 2 * want_content + 5 * want_style + 3 * want_tv)
+
+
+def test_blended_style_is_the_weighted_mean_of_grams():
+    encoder = PixelEncoder()
+    a, b = torch.rand(1, 3, 4, 4), torch.rand(1, 3, 5, 3)
+    blend = StyleTargets.blended(encoder, [a, b], [1.0, 3.0], ["a"])
+    torch.testing.assert_close(blend.grams["a"][0], 0.25 * gram(a)[0] + 0.75 * gram(b)[0])
+    assert blend.count == 1
+
+
+def test_loss_is_zero_at_the_targets_and_has_gradients():
+    encoder = PixelEncoder()
+    image = torch.rand(1, 3, 5, 5) * 255
+    loss = PerceptualLoss(encoder, StyleTargets.from_images(encoder, [image], ["a"]), ["b"], ["a"])
+    assert loss(image, loss.content_targets(image))["loss"].item() == pytest.approx(0.0, abs=1e-6)
+    x = (image + 10 * torch.randn_like(image)).requires_grad_(True)
+    loss(x, loss.content_targets(image))["loss"].backward()
     assert x.grad is not None and torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
 
 
@@ -72,7 +127,7 @@ def test_quality_figures_by_hand():
     feats = {"a": FEATURES, "b": FEATURES}
     assert gram_distance(feats, {"a": GRAM, "b": GRAM}, layers=("a", "b")) == pytest.approx(0.0)
     # features scaled by sqrt(2) double the Gram: ||2G - G|| / ||G|| = 1 on both layers
-    doubled = {"a": FEATURES * 2 ** 0.5, "b": FEATURES}
+    doubled = {"a": FEATURES * 2**0.5, "b": FEATURES}
     assert gram_distance(doubled, {"a": GRAM, "b": GRAM}, layers=("a", "b")) == pytest.approx(0.5)
     assert feature_distance(3 * FEATURES, FEATURES) == pytest.approx(2.0)
     assert feature_distance(FEATURES, FEATURES) == 0.0

@@ -9,7 +9,8 @@ import torch.nn.functional as F
 
 from realtime.core.checkpoint import load_model, save_checkpoint
 from realtime.core.errors import UserError
-from realtime.core.nets import TransformerNet, johnson_contract
+from realtime.core.contract import johnson_contract
+from realtime.core.nets import TransformerNet
 
 
 def reference_forward(sd: dict[str, torch.Tensor], x: torch.Tensor, blocks: int) -> torch.Tensor:

@@ -299,7 +299,8 @@ def test_end_to_end_with_a_real_small_model(tmp_path, monkeypatch, backend):
     monkeypatch.setenv("NST_CACHE", str(tmp_path / "cache"))
     extra = ["--backend", backend] if backend else []
     from realtime.core.checkpoint import save_checkpoint
-    from realtime.core.nets import TransformerNet, johnson_contract
+    from realtime.core.contract import johnson_contract
+    from realtime.core.nets import TransformerNet
 
     import torch
 

@@ -28,7 +28,7 @@ from realtime.core.checkpoint import load_state_dict_strict, read_checkpoint_fil
 from train.distributed import DistInfo
 from realtime.core.errors import UserError
 from train.image_pool import ImagePool
-from realtime.core.losses import lsgan_loss, vanilla_gan_loss
+from train.gan_losses import lsgan_loss, vanilla_gan_loss
 from realtime.core.contract import cyclegan_contract
 from realtime.core.nets.cyclegan import PatchDiscriminator, ResnetGenerator
 from train.state import capture_rng

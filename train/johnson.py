@@ -35,17 +35,23 @@ from realtime.core.devices import resolve_device
 from realtime.cli.common import cli_entry
 from realtime.core.errors import UserError
 from realtime.core.images import read_image
-from realtime.core.losses import GATYS_STYLE_LAYERS
-from realtime.core.nets import TransformerNet, johnson_contract
+from realtime.core.losses import (
+    GATYS_STYLE_LAYERS,
+    JOHNSON_CONTENT_LAYERS,
+    LossWeights,
+    PerceptualLoss,
+    StyleTargets,
+)
+from realtime.core.contract import johnson_contract
+from realtime.core.nets import TransformerNet
 from realtime.core.nets.transformer import ARCHS
 from realtime.core.nets.vgg import VGG19Features
-from train.perceptual import PerceptualLoss
 from train.runlog import RunLog, save_grid, to_uint8_images
 from train.state import capture_rng, restore_rng, seed_everything
 
 log = logging.getLogger(__name__)
 
-CONTENT_LAYERS = ("relu2_2",)
+CONTENT_LAYERS = JOHNSON_CONTENT_LAYERS
 STYLE_LAYERS = GATYS_STYLE_LAYERS
 
 
@@ -176,7 +182,13 @@ def train(config: JohnsonConfig, progress: bool = True) -> Path:
     if config.channels_last:
         vgg.to(memory_format=torch.channels_last)
     style_t = torch.from_numpy(style_rgb).permute(2, 0, 1)[None].float().to(device)
-    loss_fn = PerceptualLoss(vgg, style_t, config)
+    loss_fn = PerceptualLoss(
+        vgg,
+        StyleTargets.from_images(vgg, [style_t], config.style_layers, [style_path.name]),
+        config.content_layers,
+        config.style_layers,
+        LossWeights(config.content_weight, config.style_weight, config.tv_weight),
+    )
     val = torch.stack([data[i][0] for i in range(min(4, len(data)))]).to(device)
 
     out_path = Path(config.output)
@@ -225,7 +237,7 @@ def train(config: JohnsonConfig, progress: bool = True) -> Path:
                     x = x.contiguous(memory_format=torch.channels_last)
                 with _autocast(device, config.amp):
                     y = net(x)
-                    losses = loss_fn(x, y)
+                    losses = loss_fn(y, loss_fn.content_targets(x))
                 if not torch.isfinite(losses["loss"]):
                     raise UserError(f"the loss became {losses['loss'].item()} at step {step}; "
                                     "lower --lr or --style-weight, or turn off --amp")

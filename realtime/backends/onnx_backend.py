@@ -19,7 +19,8 @@ import onnxruntime as ort
 from realtime.core.onnx_file import CONTRACT_KEY
 from realtime.core.frames import from_model_output, size_groups, to_model_input
 from realtime.core.errors import UserError
-from realtime.core.contract import IOContract, johnson_contract
+from realtime.core.contract import IOContract
+from realtime.core.nets.families import FAMILIES
 
 log = logging.getLogger(__name__)
 
@@ -159,10 +160,8 @@ class OnnxStylizer:
             except (ValueError, TypeError) as exc:
                 raise UserError(f"{self.path.name}: unreadable {CONTRACT_KEY} metadata ({exc})") from None
         else:
-            family = meta.get("nst_family", "johnson")
-            contract = johnson_contract(name=self.path.stem, provenance={"source": "ONNX file without nst metadata"})
-            if family == "cyclegan":
-                contract = contract.replace(family="cyclegan", value_range=(-1.0, 1.0))
+            owner = FAMILIES.get(meta.get("nst_family", ""), FAMILIES["johnson"])
+            contract = owner.contract(name=self.path.stem, provenance={"source": "ONNX file without nst metadata"})
         layout = contract.layout
         channels = self._input.shape[1] if layout == "NCHW" else self._input.shape[3]
         if isinstance(channels, int) and channels != 3:

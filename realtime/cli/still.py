@@ -27,7 +27,6 @@ from realtime.core.errors import UserError
 from realtime.core.files import ensure_not_an_input
 from realtime.core.images import IMAGE_SUFFIXES, read_image, write_image
 
-METHODS = ("gatys", "johnson", "cyclegan")
 DEFAULT_GATYS_SIZE = 512
 # Flags that belong to one kind of method; argparse leaves them None unless given.
 GATYS_FLAGS = ("style", "steps", "optimizer", "content_weight", "style_weight", "tv_weight", "init",
@@ -63,8 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = OneLineParser(prog="python -m realtime.still", description="Stylise one image: Gatys et al. optimisation "
                 "(any style image, slow) or a trained Johnson / CycleGAN model (fast).",
                 epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--method", choices=METHODS, help="gatys (default with --style), johnson or cyclegan "
-                   "(default with --model: taken from the model file)")
+    p.add_argument("--method", metavar="gatys|FAMILY", help="gatys (default with --style), or the model family "
+                   "the --model must be (johnson, cyclegan, ...; default: taken from the model file)")
     p.add_argument("--content", "-c", required=True, metavar="IMAGE", help="the photo to stylise")
     p.add_argument("--output", "-o", required=True, metavar="IMAGE", help="output .png/.jpg/.webp/.bmp "
                    "(folder created; written atomically; never over an input)")

@@ -26,10 +26,8 @@ from torch import nn
 
 from realtime.core.errors import UserError
 from realtime.core.files import atomic_path
-from realtime.core.nets import ARCHITECTURES, arch_name, build
-from realtime.core.contract import IOContract, cyclegan_contract, johnson_contract
-from realtime.core.nets.cyclegan import ResnetGenerator
-from realtime.core.nets.transformer import TransformerNet
+from realtime.core.contract import IOContract
+from realtime.core.nets.families import FAMILIES, arch_name, architectures, build, detect_foreign
 
 FORMAT = "realtime-nst"
 VERSION = 1
@@ -125,33 +123,17 @@ def read_checkpoint_file(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def infer_transformer_kwargs(state_dict: dict[str, torch.Tensor]) -> dict[str, Any]:
-    """Width and residual-block count of a TransformerNet state dict (pytorch/examples layout)."""
-    blocks = {int(m.group(1)) for k in state_dict if (m := re.match(r"^res(\d+)\.", k))}
-    width = state_dict["conv1.conv2d.weight"].shape[0] / 32.0
-    return {"width": width, "num_residual": max(blocks, default=0)}
-
-
-def infer_generator_kwargs(state_dict: dict[str, torch.Tensor]) -> dict[str, Any]:
-    """``ngf`` and block count of a ResnetGenerator state dict (the CycleGAN authors' layout)."""
-    blocks = {int(m.group(1)) for k in state_dict if (m := re.match(r"^model\.(\d+)\.conv_block\.", k))}
-    stem = state_dict["model.1.weight"]
-    return {"ngf": int(stem.shape[0]), "n_blocks": len(blocks), "in_channels": int(stem.shape[1]),
-            "out_channels": 3}
-
-
 def _from_bare_state_dict(data: dict[str, Any], path: Path) -> LoadedModel:
+    """A published bare state dict (pytorch/examples, the CycleGAN authors), recognised by the family registry."""
     state = data.get("state_dict", data) if isinstance(data.get("state_dict"), dict) else data
     state = {k.removeprefix("module."): v for k, v in state.items() if isinstance(v, torch.Tensor)}
-    if "conv1.conv2d.weight" in state:
-        model: nn.Module = TransformerNet(**infer_transformer_kwargs(state))
-        contract = johnson_contract(name=path.stem, provenance={"source": "pytorch/examples fast_neural_style layout"})
-    elif "model.1.weight" in state:
-        model = ResnetGenerator(**infer_generator_kwargs(state))
-        contract = cyclegan_contract(name=path.stem, provenance={"source": "CycleGAN authors' layout"})
-    else:
-        raise UserError(f"{path}: unknown checkpoint layout (neither this project's format, pytorch/examples "
-                        "fast_neural_style nor a CycleGAN ResnetGenerator)")
+    found = detect_foreign(state)
+    if found is None:
+        layouts = ", ".join(layout.source for f in FAMILIES.values() for layout in f.foreign_layouts)
+        raise UserError(f"{path}: unknown checkpoint layout (neither this project's format nor one of: {layouts})")
+    family, layout = found
+    model = family.runtime_net(**layout.infer_kwargs(state))
+    contract = family.contract(name=path.stem, provenance={"source": f"{layout.source} layout"})
     load_state_dict_strict(model, state, str(path))
     return LoadedModel(model.eval(), contract, {"source_file": path.name})
 
@@ -167,8 +149,8 @@ def load_model(path: str | Path, expect_arch: str | None = None) -> LoadedModel:
         loaded = _from_bare_state_dict(data, path)
     else:
         arch = data.get("arch")
-        if arch not in ARCHITECTURES:
-            raise UserError(f"{path}: unknown architecture {arch!r}; known: {', '.join(ARCHITECTURES)}")
+        if arch not in architectures():
+            raise UserError(f"{path}: unknown architecture {arch!r}; known: {', '.join(architectures())}")
         try:
             model = build(arch, dict(data.get("arch_kwargs") or {}))
         except (TypeError, ValueError) as exc:

@@ -12,7 +12,6 @@ from typing import Any
 
 JOHNSON = "johnson"
 CYCLEGAN = "cyclegan"
-FAMILIES = (JOHNSON, CYCLEGAN)
 
 RANGE_0_255 = (0.0, 255.0)
 RANGE_MINUS1_1 = (-1.0, 1.0)

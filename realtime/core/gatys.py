@@ -9,7 +9,7 @@ The image ``x`` (RGB, 0..255, ``(1, 3, H, W)``) minimises
 where ``G*_l`` is the (weighted) mean Gram matrix of the style images. Each term is divided by
 its own target's mean square, so it is scale-free: the same weights work for any image, size
 and layer (a layer's style term is the square of the relative Gram distance that
-:func:`realtime.core.losses.gram_distance` averages). Defaults: content 1, style 10, tv 1. The targets
+:func:`realtime.core.metrics.gram_distance` averages). Defaults: content 1, style 10, tv 1. The targets
 are computed once per scale.
 
 ``scales > 1`` runs coarse to fine (Gatys et al. 2017): optimise at ``1/2**(scales-1)`` of the
@@ -30,7 +30,14 @@ import torch.nn.functional as F
 from PIL import Image
 
 from realtime.core.errors import UserError
-from realtime.core.losses import GATYS_CONTENT_LAYERS, GATYS_STYLE_LAYERS, gram, total_variation
+from realtime.core.losses import (
+    GATYS_CONTENT_LAYERS,
+    GATYS_STYLE_LAYERS,
+    Encoder,
+    LossWeights,
+    PerceptualLoss,
+    StyleTargets,
+)
 from realtime.core.nets.vgg import VGG19Features
 
 log = logging.getLogger(__name__)
@@ -171,40 +178,19 @@ def to_rgb(image: torch.Tensor) -> np.ndarray:
 
 
 class GatysObjective:
-    """The scale-free loss for one scale, with its content and style targets computed once."""
+    """The scale-free loss of one scale (:class:`realtime.core.losses.PerceptualLoss`), targets computed once."""
 
-    def __init__(self, vgg: VGG19Features, content: torch.Tensor, styles: Sequence[torch.Tensor],
+    def __init__(self, vgg: Encoder, content: torch.Tensor, styles: Sequence[torch.Tensor],
                  blend: Sequence[float], config: GatysConfig) -> None:
-        """``content`` ``(1, 3, H, W)`` and each style ``(1, 3, h, w)`` are RGB 0..255 on the VGG's device."""
-        self.vgg, self.config = vgg, config
-        with torch.no_grad():
-            self.content_target = vgg(content, [CONTENT_LAYER])[CONTENT_LAYER]
-            self.content_norm = self.content_target.pow(2).mean().clamp_min(1e-8)
-            total = float(sum(blend))
-            self.style_targets: dict[str, torch.Tensor] = {}
-            for style, weight in zip(styles, blend):
-                feats = vgg(style, STYLE_LAYERS)
-                for name in STYLE_LAYERS:
-                    g = gram(feats[name]) * (weight / total)
-                    self.style_targets[name] = self.style_targets.get(name, 0) + g
-            self.style_norms = {n: g.pow(2).mean().clamp_min(1e-12) for n, g in self.style_targets.items()}
-        self.layers = (CONTENT_LAYER,) + STYLE_LAYERS
+        """``content`` ``(1, 3, H, W)`` and each style ``(1, 3, h, w)`` are RGB 0..255 on the encoder's device."""
+        style = StyleTargets.blended(vgg, styles, blend, STYLE_LAYERS)
+        weights = LossWeights(config.content_weight, config.style_weight, config.tv_weight)
+        self.loss = PerceptualLoss(vgg, style, (CONTENT_LAYER,), STYLE_LAYERS, weights)
+        self.content_targets = self.loss.content_targets(content)
 
     def __call__(self, image: torch.Tensor) -> torch.Tensor:
         """Total loss (scalar) of ``image`` ``(1, 3, H, W)`` RGB 0..255."""
-        c = self.config
-        feats = self.vgg(image, self.layers)
-        loss = image.new_zeros(())
-        if c.content_weight:
-            diff = (feats[CONTENT_LAYER] - self.content_target).pow(2).mean()
-            loss = loss + c.content_weight * diff / self.content_norm
-        if c.style_weight:
-            style = sum(((gram(feats[n]) - self.style_targets[n]).pow(2).mean() / self.style_norms[n])
-                        for n in STYLE_LAYERS)
-            loss = loss + c.style_weight * style / len(STYLE_LAYERS)
-        if c.tv_weight:
-            loss = loss + c.tv_weight * total_variation(image / 255.0)
-        return loss
+        return self.loss(image, self.content_targets)["loss"]
 
 
 def _initial_image(content: torch.Tensor, init: str, seed: int) -> torch.Tensor:

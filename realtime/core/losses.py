@@ -1,18 +1,40 @@
-"""Loss functions as plain functions on tensors.
+"""The one perceptual loss (content + Gram style + total variation), shared by Gatys and every trainer.
 
-Features are ``(B, C, H, W)``; Gram matrices ``(B, C, C)`` normalised by ``C*H*W`` so style
-losses are comparable across layers and image sizes.
+All terms are scale-free: each is divided by its own target's mean square, so the same weights
+work for any image, size, layer and encoder scale::
+
+    content = sum_l  mean((F_l(x) - F_l(c))^2) / mean(F_l(c)^2)            over content layers
+    style   = sum_l  w_l * mean((G_l(x) - G*_l)^2) / mean(G*_l^2) / sum_l w_l   over style layers
+    tv      = TV(x / 255)                                                  (mean |neighbour step|)
+    loss    = content_weight * content + style_weight * style + tv_weight * tv
+
+``F_l`` are encoder features ``(B, C, H, W)``; ``G_l`` their Gram matrices ``(B, C, C)`` divided
+by ``C*H*W`` (:func:`gram`); images are RGB 0..255 ``(B, 3, H, W)``. A layer's style term is the
+square of the relative Gram distance that :func:`realtime.core.metrics.gram_distance` reports.
+
+:class:`StyleTargets` holds ``S`` styles' Gram matrices, computed once (a blend of several images
+is one style); :class:`PerceptualLoss` scores outputs against per-sample content targets and a
+style index per sample, so one loss serves Gatys (one image, one blended style), the Johnson
+trainer (a batch, one style) and the multi-style trainer (a batch, one style per sample).
+The encoder is anything called as ``encoder(images, layers) -> {layer: features}``
+(:class:`realtime.core.nets.vgg.VGG19Features`, or a tiny stand-in in tests).
 """
+
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Callable, Mapping, Sequence
 
 import torch
-import torch.nn.functional as F
 
-# Gatys et al. (2016): content on conv4_2, style on the first ReLU of each block.
+Encoder = Callable[[torch.Tensor, Sequence[str]], Mapping[str, torch.Tensor]]
+
+# Gatys et al. (2016): content on relu4_2, style on the first ReLU of each block.
 GATYS_CONTENT_LAYERS: tuple[str, ...] = ("relu4_2",)
 GATYS_STYLE_LAYERS: tuple[str, ...] = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
+# Johnson et al. (2016): content on relu2_2 keeps edges and layout, leaves colour and texture free.
+JOHNSON_CONTENT_LAYERS: tuple[str, ...] = ("relu2_2",)
+_EPS = 1e-12
 
 
 def gram(features: torch.Tensor) -> torch.Tensor:
@@ -25,57 +47,172 @@ def gram(features: torch.Tensor) -> torch.Tensor:
     return torch.bmm(flat, flat.transpose(1, 2)) / (c * h * w)
 
 
-def content_loss(features: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Mean squared error between feature maps of the same shape."""
-    return F.mse_loss(features.float(), target.float())
-
-
-def style_loss(features: Mapping[str, torch.Tensor], target_grams: Mapping[str, torch.Tensor],
-               layer_weights: Mapping[str, float] | None = None) -> torch.Tensor:
-    """Sum over layers of the squared Gram difference (mean over entries).
-
-    ``target_grams[name]`` is ``(1, C, C)`` or ``(B, C, C)`` and broadcasts over the batch.
-    """
-    total = None
-    for name, target in target_grams.items():
-        weight = 1.0 if layer_weights is None else layer_weights.get(name, 1.0)
-        g = gram(features[name])
-        term = weight * ((g - target) ** 2).mean()
-        total = term if total is None else total + term
-    assert total is not None, "no style layers given"
-    return total
-
-
 def total_variation(image: torch.Tensor) -> torch.Tensor:
-    """Mean absolute difference of neighbouring pixels of ``(B, C, H, W)`` (anisotropic TV)."""
+    """Mean absolute difference of neighbouring pixels of ``(B, C, H, W)`` (anisotropic TV), a scalar."""
     dh = (image[:, :, 1:, :] - image[:, :, :-1, :]).abs().mean()
     dw = (image[:, :, :, 1:] - image[:, :, :, :-1]).abs().mean()
     return dh + dw
 
 
-def gram_distance(features: Mapping[str, torch.Tensor], reference_grams: Mapping[str, torch.Tensor],
-                  layers: Sequence[str] = GATYS_STYLE_LAYERS) -> float:
-    """Quality figure: mean over ``layers`` of ``‖G(x) − G(ref)‖ / ‖G(ref)‖`` (0 = same style statistics)."""
-    values = []
+def content_term(
+    features: Mapping[str, torch.Tensor], targets: Mapping[str, torch.Tensor], layers: Sequence[str]
+) -> torch.Tensor:
+    """``sum_l mean((F_l - T_l)^2) / mean(T_l^2)``: 0 at the target, 1 for all-zero features."""
+    total = features[layers[0]].new_zeros((), dtype=torch.float32)
     for name in layers:
-        g, ref = gram(features[name]), reference_grams[name]
-        values.append((torch.linalg.vector_norm(g - ref) / torch.linalg.vector_norm(ref)).item())
-    return sum(values) / len(values)
+        target = targets[name].float()
+        total = total + (features[name].float() - target).pow(2).mean() / target.pow(2).mean().clamp_min(_EPS)
+    return total
 
 
-def feature_distance(features: torch.Tensor, reference: torch.Tensor) -> float:
-    """Quality figure: ``‖F(x) − F(ref)‖ / ‖F(ref)‖`` for one layer (0 = same content)."""
-    return (torch.linalg.vector_norm(features.float() - reference.float())
-            / torch.linalg.vector_norm(reference.float())).item()
+def style_term(
+    features: Mapping[str, torch.Tensor],
+    target_grams: Mapping[str, torch.Tensor],
+    target_norms: Mapping[str, torch.Tensor],
+    layers: Sequence[str],
+    layer_weights: Mapping[str, float] | None = None,
+) -> torch.Tensor:
+    """Weighted mean over ``layers`` of ``mean((G_l - G*_l)^2) / norm_l``.
+
+    ``target_grams[l]`` is ``(B, C, C)`` or ``(1, C, C)`` (broadcast over the batch) and
+    ``target_norms[l]`` the matching ``(B,)`` or ``(1,)`` mean squares of the targets.
+    ``layer_weights`` default to 1 each; the result is divided by their sum.
+    """
+    weights = {name: 1.0 if layer_weights is None else float(layer_weights.get(name, 1.0)) for name in layers}
+    total = features[layers[0]].new_zeros((), dtype=torch.float32)
+    for name in layers:
+        if weights[name] == 0.0:
+            continue
+        per_sample = (gram(features[name]) - target_grams[name]).pow(2).mean(dim=(1, 2)) / target_norms[name]
+        total = total + weights[name] * per_sample.mean()
+    return total / sum(weights.values())
 
 
-def lsgan_loss(prediction: torch.Tensor, target_is_real: bool) -> torch.Tensor:
-    """Least-squares GAN loss (Mao et al. 2017), CycleGAN's default: MSE to 1 (real) or 0 (fake)."""
-    target = torch.ones_like(prediction) if target_is_real else torch.zeros_like(prediction)
-    return F.mse_loss(prediction.float(), target.float())
+@dataclass(frozen=True)
+class LossWeights:
+    """The weights of the three terms (the defaults suit any style: the terms are scale-free)."""
+
+    content: float = 1.0
+    style: float = 10.0
+    tv: float = 0.0
 
 
-def vanilla_gan_loss(prediction: torch.Tensor, target_is_real: bool) -> torch.Tensor:
-    """The original GAN loss: binary cross-entropy on logits."""
-    target = torch.ones_like(prediction) if target_is_real else torch.zeros_like(prediction)
-    return F.binary_cross_entropy_with_logits(prediction.float(), target.float())
+@dataclass
+class StyleTargets:
+    """Gram matrices of ``S`` styles on the style layers, each with its mean square.
+
+    ``grams[layer]`` is ``(S, C, C)`` float32 and ``norms[layer]`` ``(S,)``; ``names`` labels the styles.
+    """
+
+    grams: dict[str, torch.Tensor]
+    norms: dict[str, torch.Tensor]
+    names: list[str] = field(default_factory=list)
+
+    @classmethod
+    @torch.no_grad()
+    def from_images(
+        cls,
+        encoder: Encoder,
+        images: Sequence[torch.Tensor],
+        layers: Sequence[str],
+        names: Sequence[str] | None = None,
+    ) -> "StyleTargets":
+        """One style per image; each image is ``(1, 3, h, w)`` RGB 0..255 on the encoder's device."""
+        grams: dict[str, list[torch.Tensor]] = {name: [] for name in layers}
+        for image in images:
+            feats = encoder(image, layers)
+            for name in layers:
+                grams[name].append(gram(feats[name])[0])
+        stacked = {name: torch.stack(g) for name, g in grams.items()}
+        return cls.from_grams(stacked, list(names) if names is not None else [str(i) for i in range(len(images))])
+
+    @classmethod
+    @torch.no_grad()
+    def blended(
+        cls, encoder: Encoder, images: Sequence[torch.Tensor], weights: Sequence[float], layers: Sequence[str]
+    ) -> "StyleTargets":
+        """One style: the ``weights``-weighted mean of the images' Gram matrices (Gatys's style mixing)."""
+        total = float(sum(weights))
+        each = cls.from_images(encoder, images, layers)
+        mix = torch.tensor([w / total for w in weights], dtype=torch.float32)
+        grams = {name: (g * mix.to(g.device).view(-1, 1, 1)).sum(0, keepdim=True) for name, g in each.grams.items()}
+        return cls.from_grams(grams, ["blend"])
+
+    @classmethod
+    def from_grams(cls, grams: Mapping[str, torch.Tensor], names: Sequence[str]) -> "StyleTargets":
+        norms = {name: g.pow(2).mean(dim=(1, 2)).clamp_min(_EPS) for name, g in grams.items()}
+        return cls(dict(grams), norms, list(names))
+
+    @property
+    def count(self) -> int:
+        return len(self.names)
+
+    def select(self, style_index: torch.Tensor | int) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """The targets for a batch: ``style_index`` an int (all samples) or ``(B,)`` long, one per sample."""
+        if isinstance(style_index, int):
+            index = slice(style_index, style_index + 1)
+            return ({k: g[index] for k, g in self.grams.items()}, {k: n[index] for k, n in self.norms.items()})
+        return (
+            {k: g.index_select(0, style_index.to(g.device)) for k, g in self.grams.items()},
+            {k: n.index_select(0, style_index.to(n.device)) for k, n in self.norms.items()},
+        )
+
+    def to(self, device: torch.device | str) -> "StyleTargets":
+        return StyleTargets(
+            {k: g.to(device) for k, g in self.grams.items()},
+            {k: n.to(device) for k, n in self.norms.items()},
+            list(self.names),
+        )
+
+
+class PerceptualLoss:
+    """Content + style + TV loss of outputs against content targets and style targets.
+
+    ``encoder`` is frozen and shared; ``content_layers``/``style_layers`` name its outputs;
+    ``layer_weights`` weight the style layers (default equal). Images are RGB 0..255.
+    """
+
+    def __init__(
+        self,
+        encoder: Encoder,
+        style: StyleTargets,
+        content_layers: Sequence[str] = GATYS_CONTENT_LAYERS,
+        style_layers: Sequence[str] = GATYS_STYLE_LAYERS,
+        weights: LossWeights = LossWeights(),
+        layer_weights: Mapping[str, float] | None = None,
+    ) -> None:
+        if not content_layers and weights.content:
+            raise ValueError("a content weight needs at least one content layer")
+        if not style_layers and weights.style:
+            raise ValueError("a style weight needs at least one style layer")
+        self.encoder, self.style, self.weights = encoder, style, weights
+        self.content_layers, self.style_layers = tuple(content_layers), tuple(style_layers)
+        self.layer_weights = dict(layer_weights) if layer_weights else None
+        self.layers = tuple(dict.fromkeys(self.content_layers + self.style_layers))
+
+    @torch.no_grad()
+    def content_targets(self, content: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Encoder features of the content images ``(B, 3, H, W)``, detached."""
+        if not self.content_layers:
+            return {}
+        return dict(self.encoder(content, self.content_layers))
+
+    def __call__(
+        self, output: torch.Tensor, content_targets: Mapping[str, torch.Tensor], style_index: torch.Tensor | int = 0
+    ) -> dict[str, torch.Tensor]:
+        """``{"loss", "content", "style", "tv"}`` scalars for ``output`` ``(B, 3, H, W)`` RGB 0..255."""
+        w = self.weights
+        layers = tuple(
+            name for name in self.layers if (name in self.content_layers and w.content) or name in self.style_layers
+        )
+        feats = self.encoder(output, layers) if layers else {}
+        zero = output.new_zeros((), dtype=torch.float32)
+        content = content_term(feats, content_targets, self.content_layers) if w.content else zero
+        if w.style:
+            grams, norms = self.style.select(style_index)
+            style = style_term(feats, grams, norms, self.style_layers, self.layer_weights)
+        else:
+            style = zero
+        tv = total_variation(output.float() / 255.0) if w.tv else zero
+        total = w.content * content + w.style * style + w.tv * tv
+        return {"loss": total, "content": content, "style": style, "tv": tv}

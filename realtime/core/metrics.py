@@ -10,12 +10,33 @@ Images are RGB ``uint8`` ``(H, W, 3)``; each is measured at its own size.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Mapping, Sequence
 
 import numpy as np
 import torch
 
-from realtime.core.losses import GATYS_CONTENT_LAYERS, GATYS_STYLE_LAYERS, feature_distance, gram, gram_distance
+from realtime.core.losses import GATYS_CONTENT_LAYERS, GATYS_STYLE_LAYERS, gram
 from realtime.core.nets.vgg import VGG19Features
+
+
+def gram_distance(
+    features: Mapping[str, torch.Tensor],
+    reference_grams: Mapping[str, torch.Tensor],
+    layers: Sequence[str] = GATYS_STYLE_LAYERS,
+) -> float:
+    """Mean over ``layers`` of ``‖G(x) − G(ref)‖ / ‖G(ref)‖`` (0 = the same style statistics)."""
+    values = []
+    for name in layers:
+        g, ref = gram(features[name]), reference_grams[name]
+        values.append((torch.linalg.vector_norm(g - ref) / torch.linalg.vector_norm(ref)).item())
+    return sum(values) / len(values)
+
+
+def feature_distance(features: torch.Tensor, reference: torch.Tensor) -> float:
+    """``‖F(x) − F(ref)‖ / ‖F(ref)‖`` for one layer (0 = the same content)."""
+    return (
+        torch.linalg.vector_norm(features.float() - reference.float()) / torch.linalg.vector_norm(reference.float())
+    ).item()
 
 
 def to_batch(rgb: np.ndarray, device: torch.device | str = "cpu") -> torch.Tensor:

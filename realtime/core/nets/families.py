@@ -1,0 +1,142 @@
+"""The model-family registry: the one place that says what each family is and how it is handled.
+
+A family (``johnson``, ``cyclegan``, …) bundles: its networks and the names they carry in
+checkpoints, the IO contract of its runtime net, the published foreign checkpoint layouts it
+recognises (and how to infer their shapes), whether it exports to ONNX/TorchScript, and the
+inputs its runtime net takes. Code elsewhere asks the registry (:func:`family`,
+:func:`family_of`, :func:`detect_foreign`) instead of comparing family names.
+
+Adding a family: a module in ``realtime/core/nets/``, one :class:`Family` in :data:`FAMILIES`,
+a trainer in ``train/`` (see ``docs/adding-a-family.md``).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+import torch
+from torch import nn
+
+from realtime.core.contract import IOContract, cyclegan_contract, johnson_contract
+from realtime.core.errors import InvalidValue
+from realtime.core.nets.cyclegan import PatchDiscriminator, ResnetGenerator
+from realtime.core.nets.transformer import TransformerNet
+
+StateDict = Mapping[str, torch.Tensor]
+
+
+@dataclass(frozen=True)
+class ForeignLayout:
+    """A published checkpoint layout (a bare state dict) that a family's runtime net loads as is.
+
+    ``marker`` is a key only this layout has; ``infer_kwargs`` reads the net's constructor
+    arguments from the state dict's shapes.
+    """
+
+    source: str
+    marker: str
+    infer_kwargs: Callable[[StateDict], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Family:
+    """Everything the project knows about one model family.
+
+    ``runtime_net``: the network the runtime runs (``(B, 3, H, W)`` in the contract's range);
+    ``checkpoint_names``: every network class of the family by the name stored in checkpoints
+    (training-only nets such as a discriminator included); ``contract``: builds the runtime
+    net's :class:`IOContract`; ``runtime_inputs``: the runtime net's inputs in order (an
+    image, plus conditioning inputs for conditional families).
+    """
+
+    name: str
+    summary: str
+    runtime_net: type[nn.Module]
+    checkpoint_names: Mapping[str, type[nn.Module]]
+    contract: Callable[..., IOContract]
+    foreign_layouts: tuple[ForeignLayout, ...] = ()
+    exportable: bool = True
+    runtime_inputs: tuple[str, ...] = ("image",)
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+def _transformer_kwargs(state: StateDict) -> dict[str, Any]:
+    """Width and residual-block count of a TransformerNet state dict (pytorch/examples layout)."""
+    blocks = {int(m.group(1)) for k in state if (m := re.match(r"^res(\d+)\.", k))}
+    return {"width": state["conv1.conv2d.weight"].shape[0] / 32.0, "num_residual": max(blocks, default=0)}
+
+
+def _generator_kwargs(state: StateDict) -> dict[str, Any]:
+    """``ngf`` and block count of a ResnetGenerator state dict (the CycleGAN authors' layout)."""
+    blocks = {int(m.group(1)) for k in state if (m := re.match(r"^model\.(\d+)\.conv_block\.", k))}
+    stem = state["model.1.weight"]
+    return {"ngf": int(stem.shape[0]), "n_blocks": len(blocks), "in_channels": int(stem.shape[1]), "out_channels": 3}
+
+
+FAMILIES: dict[str, Family] = {
+    f.name: f
+    for f in (
+        Family(
+            name="johnson",
+            summary="Johnson et al. (2016) feed-forward transform net, one style per net",
+            runtime_net=TransformerNet,
+            checkpoint_names={"transformer_net": TransformerNet},
+            contract=johnson_contract,
+            foreign_layouts=(ForeignLayout("pytorch/examples fast_neural_style", "conv1.conv2d.weight",
+                                           _transformer_kwargs),),
+        ),
+        Family(
+            name="cyclegan",
+            summary="CycleGAN (Zhu et al. 2017) ResNet generator, one direction per net",
+            runtime_net=ResnetGenerator,
+            checkpoint_names={"resnet_generator": ResnetGenerator, "patch_discriminator": PatchDiscriminator},
+            contract=cyclegan_contract,
+            foreign_layouts=(ForeignLayout("CycleGAN authors'", "model.1.weight", _generator_kwargs),),
+        ),
+    )
+}
+
+
+def family(name: str) -> Family:
+    """The family called ``name``; :class:`InvalidValue` (setting ``family``) for an unknown one."""
+    try:
+        return FAMILIES[name]
+    except KeyError:
+        raise InvalidValue("family", f"{name!r} is not a model family; known: {', '.join(FAMILIES)}") from None
+
+
+def architectures() -> dict[str, type[nn.Module]]:
+    """Every network class of every family, by the name stored in checkpoints."""
+    return {name: cls for f in FAMILIES.values() for name, cls in f.checkpoint_names.items()}
+
+
+def arch_name(model: nn.Module) -> str:
+    """The checkpoint name of ``model``'s class (``KeyError`` for a class no family owns)."""
+    for name, cls in architectures().items():
+        if type(model) is cls:
+            return name
+    raise KeyError(f"{type(model).__name__} is not a registered architecture")
+
+
+def build(arch: str, kwargs: Mapping[str, Any]) -> nn.Module:
+    """Instantiate a registered architecture from its stored constructor arguments."""
+    return architectures()[arch](**kwargs)
+
+
+def family_of(model: nn.Module) -> Family | None:
+    """The family whose runtime net ``model`` is, else ``None`` (a discriminator, a foreign module)."""
+    for f in FAMILIES.values():
+        if type(model) is f.runtime_net:
+            return f
+    return None
+
+
+def detect_foreign(state: StateDict) -> tuple[Family, ForeignLayout] | None:
+    """The family and published layout a bare state dict is in, by its marker key; ``None`` if unknown."""
+    for f in FAMILIES.values():
+        for layout in f.foreign_layouts:
+            if layout.marker in state:
+                return f, layout
+    return None
