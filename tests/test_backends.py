@@ -160,7 +160,7 @@ def test_torch_stylizer_options(exported, caplog):
         stylizer = TorchStylizer(exported["pth"], device="cpu", half=True)
     assert stylizer.dtype == torch.float32 and "float16" in caplog.text
     assert stylizer.channels_last is False and stylizer.half is False
-    with pytest.raises(UserError, match="fp16"):
+    with pytest.raises(UserError, match="half-precision TorchScript"):
         TorchStylizer(exported["pt"], half=True)
     with pytest.raises(UserError, match="compile"):
         TorchStylizer(exported["pt"], compile=True)

@@ -168,17 +168,17 @@ def test_nan_loss_is_a_user_error():
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    (dict(steps=0), "--steps"),
+    (dict(steps=0), "steps"),
     (dict(optimizer="sgd"), "optimizer"),
-    (dict(init="photo"), "--init"),
-    (dict(style_weight=-1.0), "--style-weight"),
+    (dict(init="photo"), "init"),
+    (dict(style_weight=-1.0), "style_weight"),
     (dict(content_weight=0.0, style_weight=0.0), "nothing to optimise"),
-    (dict(scales=0), "--scales"),
-    (dict(steps=2, scales=3), "--scales"),
-    (dict(style_scale=0.0), "--style-scale"),
-    (dict(style_blend=(1.0,)), "--style-blend"),
-    (dict(style_blend=(1.0, -1.0)), "--style-blend"),
-    (dict(lr=0.0), "--lr"),
+    (dict(scales=0), "scales"),
+    (dict(steps=2, scales=3), "scales"),
+    (dict(style_scale=0.0), "style_scale"),
+    (dict(style_blend=(1.0,)), "style_blend"),
+    (dict(style_blend=(1.0, -1.0)), "style_blend"),
+    (dict(lr=0.0), "lr"),
 ])
 def test_bad_settings_are_user_errors(kwargs, message):
     with pytest.raises(UserError, match=message):

@@ -81,7 +81,7 @@ def test_bad_input_is_one_line_and_exit_2(capsys, pics, tmp_path):
     fails(capsys, ["--content", str(text), "--style", str(pics["style"]), "-o", str(out)], "not an image")
     fails(capsys, gatys_args(pics, out, "--size", "0"), "--size")
     fails(capsys, gatys_args(pics, out, "--size", "abc"), "--size")
-    fails(capsys, gatys_args(pics, out)[:-1] + ["tpu"], "unknown device")
+    fails(capsys, gatys_args(pics, out)[:-1] + ["tpu"], "is not a device")
     fails(capsys, gatys_args(pics, pics["content"]), "refusing to overwrite")
     fails(capsys, gatys_args(pics, pics["style"]), "refusing to overwrite")
     fails(capsys, gatys_args(pics, tmp_path / "out.gif"), ".png")

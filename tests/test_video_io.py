@@ -44,7 +44,7 @@ def test_read_frames_window_and_size(clip):
 
 
 def test_read_frames_past_the_end(clip):
-    with pytest.raises(UserError, match="no video frames after --start"):
+    with pytest.raises(UserError, match="no video frames after 30 s"):
         list(read_frames(probe(clip), start=30))
 
 
@@ -60,7 +60,7 @@ def test_choose_pix_fmt(codec, size, want, pad):
 
 def test_choose_pix_fmt_forced_yuv420p_pads_and_bad_names_fail():
     assert choose_pix_fmt("libx264", 333, 199, "yuv420p") == ("yuv420p", (1, 1))
-    with pytest.raises(UserError, match="cannot encode"):
+    with pytest.raises(UserError, match="codec libx264 takes"):
         choose_pix_fmt("libx264", 64, 64, "rgb48le")
     with pytest.raises(UserError, match="unknown video codec"):
         choose_pix_fmt("no-such-codec", 64, 64)
@@ -106,7 +106,7 @@ def test_writer_odd_size_lossless(tmp_path):
 
 
 def test_writer_refuses_crf_for_codecs_without_it(tmp_path, clip):
-    with pytest.raises(UserError, match="--crf"):
+    with pytest.raises(UserError, match="crf does not apply"):
         VideoWriter(tmp_path / "x.mkv", probe(clip), EncodeOptions(codec="ffv1", crf=10))
 
 

@@ -18,7 +18,7 @@ from realtime.backends.torch_backend import TorchStylizer, is_torchscript
 from realtime.core.checkpoint import load_model
 from realtime.core.devices import resolve_device
 from realtime.core.download import cache_dir, sha256_of
-from realtime.core.errors import UserError
+from realtime.core.errors import InvalidValue, UserError
 from realtime.core.files import atomic_path
 from realtime.core.frames import parse_input_range
 from realtime.core.model_zoo import PublishedModel, resolve_model
@@ -56,15 +56,15 @@ def load_stylizer(model: str | os.PathLike, *, device: str = "auto", provider: s
     ``input_range`` (``"0-255"`` or ``"-1-1"``) overrides the model's value range.
     """
     if backend is not None and backend not in BACKENDS:
-        raise UserError(f"--backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+        raise InvalidValue("backend", f"must be one of {', '.join(BACKENDS)}, got {backend!r}")
     value_range = parse_input_range(input_range) if input_range else None
     path = resolve_model(model, registry=registry, weights_dirs=weights_dirs, cache=cache, progress=progress)
     is_onnx = path.suffix.lower() == ".onnx"
     if is_onnx and backend == "torch":
-        raise UserError(f"{path.name} is an ONNX model; --backend torch runs .pth checkpoints and .pt TorchScript")
+        raise InvalidValue("backend", f"torch runs .pth checkpoints and .pt TorchScript files; {path.name} is ONNX")
     if backend == "onnx" and not is_onnx:
         if is_torchscript(path):
-            raise UserError(f"{path.name} is TorchScript; --backend onnx needs an .onnx file or a .pth checkpoint")
+            raise InvalidValue("backend", f"onnx needs an .onnx file or a .pth checkpoint; {path.name} is TorchScript")
         path, is_onnx = _onnx_from_checkpoint(path), True
     if is_onnx:
         strict = provider is not None if strict_provider is None else strict_provider
@@ -72,7 +72,7 @@ def load_stylizer(model: str | os.PathLike, *, device: str = "auto", provider: s
             provider = "cpu" if device.strip().lower() == "cpu" else "cuda"
         return OnnxStylizer(path, providers=provider, input_range=value_range, strict=strict)
     if provider is not None:
-        log.warning("--provider %s applies to ONNX models only; %s runs on PyTorch", provider, path.name)
+        log.warning("provider %s applies to ONNX models only; %s runs on PyTorch", provider, path.name)
     stylizer = TorchStylizer(path, device=resolve_device(device), half=half, compile=compile)
     if value_range is not None:
         stylizer.contract = stylizer.contract.replace(value_range=value_range)

@@ -18,7 +18,7 @@ import onnxruntime as ort
 
 from realtime.core.onnx_file import CONTRACT_KEY
 from realtime.core.frames import from_model_output, size_groups, to_model_input
-from realtime.core.errors import UserError
+from realtime.core.errors import InvalidValue, UserError
 from realtime.core.contract import IOContract
 from realtime.core.nets.families import FAMILIES
 
@@ -57,10 +57,10 @@ def choose_providers(requested: str | Sequence[str] | None, available: Sequence[
         if name in available:
             chosen.append(name)
             continue
-        message = (f"ONNX Runtime provider {name} is not available here (available: "
-                   f"{', '.join(available)})")
+        message = f"ONNX Runtime provider {name} is not available here (available: {', '.join(available)})"
         if strict:
-            raise UserError(message + "; install onnxruntime-gpu for CUDA/TensorRT, or pick another --provider")
+            raise InvalidValue("provider", f"{name}: {message}; install onnxruntime-gpu for CUDA/TensorRT, "
+                               "or choose another provider")
         log.warning("%s; falling back to %s", message, ", ".join(p for p in AUTO_ORDER if p in available))
     if not chosen:
         return [p for p in AUTO_ORDER if p in available]

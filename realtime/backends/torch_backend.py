@@ -25,7 +25,7 @@ from realtime.core.torchscript_file import load_torchscript
 from realtime.core.frames import (check_frames, from_model_output, from_model_tensor, size_groups, to_model_input,
                              to_model_tensor)
 from realtime.core.checkpoint import load_model
-from realtime.core.errors import UserError
+from realtime.core.errors import InvalidValue, UserError
 from realtime.core.contract import IOContract, johnson_contract
 
 log = logging.getLogger(__name__)
@@ -82,7 +82,7 @@ class TorchStylizer:
         self.name = name or self.contract.name or (Path(model).stem if not isinstance(model, nn.Module) else "model")
         self.half = bool(cuda and not scripted) if half is None else bool(half)
         if self.half and scripted:
-            raise UserError("half precision needs a checkpoint (.pth); export TorchScript with --fp16 instead")
+            raise InvalidValue("half", "needs a checkpoint (.pth); export a half-precision TorchScript file instead")
         if self.half and not cuda:
             log.warning("float16 on %s is slow or unsupported; using float32", self.device)
             self.half = False
@@ -96,7 +96,7 @@ class TorchStylizer:
         self._forward: Callable[[torch.Tensor], torch.Tensor] = module
         if compile:
             if scripted:
-                raise UserError("--compile needs a checkpoint (.pth), not a TorchScript file")
+                raise InvalidValue("compile", "needs a checkpoint (.pth), not a TorchScript file")
             self._forward = self._compiled(module)
         self._pinned_in: torch.Tensor | None = None
         self._pinned_out: torch.Tensor | None = None

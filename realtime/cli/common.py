@@ -29,10 +29,14 @@ def flag_name(setting: str, flags: Mapping[str, str] | None = None) -> str:
     return "--" + setting.replace("_", "-")
 
 
+HINTS = {"model": "--list-models shows every name"}  # what a command adds after an error about a setting
+
+
 def error_line(exc: BaseException, flags: Mapping[str, str] | None = None) -> str:
     """The one line printed for a user error (flag names substituted for setting names)."""
     if isinstance(exc, InvalidValue):
-        return f"error: {one_line(exc.worded(flag_name(exc.name, flags)))}"
+        hint = f" ({HINTS[exc.name]})" if exc.name in HINTS else ""
+        return f"error: {one_line(exc.worded(lambda setting: flag_name(setting, flags)))}{hint}"
     return f"error: {one_line(exc)}"
 
 

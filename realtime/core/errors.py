@@ -9,6 +9,8 @@ into one line on stderr and exit status 2.
 
 from __future__ import annotations
 
+from typing import Callable
+
 
 class UserError(Exception):
     """An error caused by input the user can fix; its message is shown as one line."""
@@ -18,17 +20,23 @@ class InvalidValue(UserError, ValueError):
     """A setting with a value no computation can use.
 
     ``name`` is the setting's parameter name (``"steps"``, ``"strength"``); ``problem`` completes
-    the sentence that starts with it (``"must be at least 1, got 0"``).
+    the sentence that starts with it (``"must be at least 1, got 0"``). Other settings the
+    problem refers to are written ``{setting}`` in it and listed in ``mentions``, so each caller
+    names them its own way (``steps`` in Python, ``--steps`` on a command line).
     """
 
-    def __init__(self, name: str, problem: str) -> None:
+    def __init__(self, name: str, problem: str, *, mentions: tuple[str, ...] = ()) -> None:
         self.name = name
         self.problem = problem
-        super().__init__(f"{name} {problem}")
+        self.mentions = tuple(mentions)
+        super().__init__(self.worded(lambda setting: setting))
 
-    def worded(self, label: str) -> str:
-        """The message with the setting called ``label`` (e.g. a command-line flag)."""
-        return f"{label} {self.problem}"
+    def worded(self, label: Callable[[str], str]) -> str:
+        """The message with every setting named by ``label(setting)`` (e.g. its command-line flag)."""
+        problem = self.problem
+        for setting in self.mentions:
+            problem = problem.replace("{" + setting + "}", label(setting))
+        return f"{label(self.name)} {problem}"
 
 
 def one_line(message: object) -> str:

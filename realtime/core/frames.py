@@ -25,7 +25,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from realtime.core.errors import UserError
+from realtime.core.errors import InvalidValue, UserError
 from realtime.core.contract import IOContract
 
 MIN_SIDE = 16  # the nets' own reflection pads need about 8 px after padding; keep a margin
@@ -57,10 +57,10 @@ class Crop:
 
 
 def parse_input_range(text: str) -> tuple[float, float]:
-    """``"0-255"`` or ``"-1-1"`` (the ``--input-range`` flag) -> ``(lo, hi)``."""
+    """``"0-255"`` or ``"-1-1"`` (a model's pixel value range) -> ``(lo, hi)``."""
     key = text.strip().replace(" ", "").replace("..", "-").replace(",", "-")
     if key not in INPUT_RANGES:
-        raise UserError(f"--input-range must be one of {', '.join(INPUT_RANGES)}, got {text!r}")
+        raise InvalidValue("input_range", f"must be one of {', '.join(INPUT_RANGES)}, got {text!r}")
     return INPUT_RANGES[key]
 
 

@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from realtime.core.errors import UserError
+from realtime.core.errors import InvalidValue
 from realtime.core.losses import (
     GATYS_CONTENT_LAYERS,
     GATYS_STYLE_LAYERS,
@@ -71,34 +71,36 @@ class GatysConfig:
     seed: int = 0
 
     def check(self, n_styles: int) -> None:
-        """Raise :class:`UserError` for values no optimisation can use."""
+        """Raise :class:`InvalidValue` for values no optimisation can use (``n_styles``: style images given)."""
         if self.steps < 1:
-            raise UserError(f"--steps must be at least 1, got {self.steps}")
+            raise InvalidValue("steps", f"must be at least 1, got {self.steps}")
         if self.optimizer not in OPTIMIZERS:
-            raise UserError(f"unknown optimizer {self.optimizer!r}; use {' or '.join(OPTIMIZERS)}")
+            raise InvalidValue("optimizer", f"must be {' or '.join(OPTIMIZERS)}, got {self.optimizer!r}")
         if self.init not in INITS:
-            raise UserError(f"unknown --init {self.init!r}; use {' or '.join(INITS)}")
+            raise InvalidValue("init", f"must be {' or '.join(INITS)}, got {self.init!r}")
         for name in ("content_weight", "style_weight", "tv_weight"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0):
-                raise UserError(f"--{name.replace('_', '-')} must be a number >= 0, got {value}")
+                raise InvalidValue(name, f"must be a number >= 0, got {value}")
         if self.content_weight == 0 and self.style_weight == 0:
-            raise UserError("--content-weight and --style-weight are both 0; nothing to optimise")
+            raise InvalidValue("content_weight", "and {style_weight} are both 0; nothing to optimise",
+                               mentions=("style_weight",))
         if not 1 <= self.scales <= 6:
-            raise UserError(f"--scales must be between 1 and 6, got {self.scales}")
+            raise InvalidValue("scales", f"must be between 1 and 6, got {self.scales}")
         if self.scales > self.steps:
-            raise UserError(f"--scales {self.scales} needs at least as many --steps, got {self.steps}")
+            raise InvalidValue("scales", f"{self.scales} needs at least as many {{steps}}, got {self.steps}",
+                               mentions=("steps",))
         if not (math.isfinite(self.style_scale) and 0.05 <= self.style_scale <= 8):
-            raise UserError(f"--style-scale must be between 0.05 and 8, got {self.style_scale}")
+            raise InvalidValue("style_scale", f"must be between 0.05 and 8, got {self.style_scale}")
         if not (math.isfinite(self.lr) and self.lr > 0):
-            raise UserError(f"--lr must be a positive number, got {self.lr}")
+            raise InvalidValue("lr", f"must be a positive number, got {self.lr}")
         if n_styles < 1:
-            raise UserError("give at least one --style image")
+            raise InvalidValue("style", "needs at least one image")
         if self.style_blend is not None:
             if len(self.style_blend) != n_styles:
-                raise UserError(f"--style-blend has {len(self.style_blend)} weight(s) for {n_styles} style image(s)")
+                raise InvalidValue("style_blend", f"has {len(self.style_blend)} weight(s) for {n_styles} style image(s)")
             if any(not math.isfinite(w) or w < 0 for w in self.style_blend) or sum(self.style_blend) <= 0:
-                raise UserError("--style-blend weights must be >= 0 with a positive sum")
+                raise InvalidValue("style_blend", "weights must be >= 0 with a positive sum")
 
 
 @dataclass
@@ -321,8 +323,9 @@ def stylize(content: np.ndarray, styles: Sequence[np.ndarray], vgg: VGG19Feature
             step += 1
             loss = _one_step(optimizer, objective, image)
             if not math.isfinite(loss):
-                raise UserError(f"the loss became {loss} at step {step}; lower --style-weight"
-                                + (" or --lr" if config.optimizer == "adam" else "") + ", or try --optimizer adam")
+                lower = "{style_weight} or {lr}" if config.optimizer == "adam" else "{style_weight}"
+                raise InvalidValue("optimizer", f"{config.optimizer}: the loss became {loss} at step {step}; "
+                                   f"lower {lower}, or use adam", mentions=("style_weight", "lr"))
             if on_step is not None:
                 on_step(Progress(step, config.steps, scale, (h, w), loss,
                                  lambda current=image: to_rgb(current)))

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 from realtime.core.download import cache_dir, download, sha256_of
-from realtime.core.errors import UserError
+from realtime.core.errors import InvalidValue, UserError
 from realtime.core.files import atomic_path
 
 log = logging.getLogger(__name__)
@@ -251,7 +251,7 @@ def resolve_model(model: str | os.PathLike, *, registry: Mapping[str, PublishedM
     if path.is_file():
         return path
     if path.is_dir():
-        raise UserError(f"--model {text} is a folder; give a model file (.onnx, .pth, .pt) or a name")
+        raise InvalidValue("model", f"{text} is a folder; give a model file (.onnx, .pth, .pt) or a name")
     dirs = default_weights_dirs() if weights_dirs is None else list(weights_dirs)
     if path.suffix.lower() in MODEL_SUFFIXES or "/" in text or os.sep in text:
         in_weights = [d / text for d in dirs if "/" not in text and (d / text).is_file()]
@@ -269,7 +269,7 @@ def resolve_model(model: str | os.PathLike, *, registry: Mapping[str, PublishedM
         known = [p.stem for p in local_weights(dirs)] + list(registry)
         close = difflib.get_close_matches(text, known, n=3, cutoff=0.6)
         hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
-        raise UserError(f"unknown model {text!r}{hint} (--list-models shows every name)")
+        raise InvalidValue("model", f"{text!r} is not a model file or a known name{hint}")
     try:
         return fetch(entry, cache, progress)
     except UserError as exc:

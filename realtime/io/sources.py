@@ -26,7 +26,7 @@ import numpy as np
 
 from realtime.pipeline import Frame
 from realtime.io.video_files import FrameTime
-from realtime.core.errors import UserError
+from realtime.core.errors import InvalidValue, UserError
 
 LOST_AFTER_S = 3.0       # a camera silent for this long is reported as gone
 DEFAULT_CAMERA_FPS = 30.0
@@ -98,8 +98,8 @@ class CaptureSource:
         if not cap.isOpened():
             cap.release()
             if self.kind == "camera":
-                raise UserError(f"cannot open camera {self.target} (none connected, or in use by another "
-                                f"program); try --source 1 for another camera, or --source PATH for a video file")
+                raise InvalidValue("source", f"{self.target}: cannot open camera {self.target} (none connected, or "
+                                   "in use by another program); try another camera index, or a video file")
             raise UserError(f"cannot open {self.target} as a video {'stream' if self.kind == 'url' else 'file'}")
         if self.kind == "camera":
             # MJPG lets USB cameras deliver HD at full rate; a 1-frame buffer keeps latency low.

@@ -28,7 +28,7 @@ import av
 import numpy as np
 
 from realtime.pipeline import Frame, FrameInfo
-from realtime.core.errors import UserError
+from realtime.core.errors import InvalidValue, UserError
 from realtime.core.images import IMAGE_SUFFIXES, list_images, read_image
 
 log = logging.getLogger(__name__)
@@ -191,7 +191,7 @@ def read_frames(info: VideoInfo, *, start: float = 0.0, duration: float | None =
     finally:
         container.close()
     if count == 0:
-        where = f" after --start {start:g} s" if start else ""
+        where = f" after {start:g} s" if start else ""
         raise UserError(f"{info.path}: no video frames{where}")
 
 
@@ -222,7 +222,7 @@ def choose_pix_fmt(codec: str, width: int, height: int, requested: str | None = 
     odd = width % 2 or height % 2
     if requested:
         if formats and requested not in formats:
-            raise UserError(f"codec {codec} cannot encode --pix-fmt {requested}; it takes {', '.join(formats)}")
+            raise InvalidValue("pix_fmt", f"{requested}: codec {codec} takes {', '.join(formats)}")
         pix_fmt = requested
     elif "yuv420p" in formats:
         pix_fmt = "yuv444p" if odd and "yuv444p" in formats else "yuv420p"
@@ -308,7 +308,7 @@ class VideoWriter:
         opts: dict[str, str] = {}
         if options.crf is not None:
             if codec not in CRF_CODECS:
-                raise UserError(f"--crf does not apply to codec {codec}; use --bitrate")
+                raise InvalidValue("crf", f"does not apply to codec {codec}; use {{bitrate}}", mentions=("bitrate",))
             opts["crf"] = f"{options.crf:g}"
             if codec.startswith("libvpx"):
                 stream.bit_rate = 0
@@ -316,7 +316,7 @@ class VideoWriter:
             stream.bit_rate = int(options.bitrate)
         if options.preset is not None:
             if codec not in X264_LIKE:
-                raise UserError(f"--preset does not apply to codec {codec}")
+                raise InvalidValue("preset", f"does not apply to codec {codec}")
             opts["preset"] = options.preset
         stream.codec_context.options = opts
         if info.display_matrix is not None:
@@ -335,7 +335,7 @@ class VideoWriter:
                 self._audio_map[s.index] = self.container.add_stream_from_template(s)
             except ValueError:
                 raise UserError(f"the {s.codec_context.name} audio of {source.name} cannot go into a "
-                                f"{self.path.suffix} file; use -o NAME.mkv, or --no-audio") from None
+                                f"{self.path.suffix} file; write a .mkv file, or leave the audio out") from None
         if self.shift > 0:
             self._audio_in.seek(int(self.begin * av.time_base), backward=True)
         self._audio_packets = self._audio_in.demux(*streams)
