@@ -128,7 +128,7 @@ def test_parse_input_range():
     assert parse_input_range("0-255") == (0.0, 255.0)
     assert parse_input_range("-1-1") == (-1.0, 1.0)
     assert parse_input_range("-1..1") == (-1.0, 1.0)
-    with pytest.raises(UserError, match="input-range"):
+    with pytest.raises(UserError, match="input_range must be one of"):
         parse_input_range("0-1")
 
 
