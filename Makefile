@@ -18,6 +18,8 @@ demo: $(STAMP)
 	$(BIN)/nst-video samples/video/cockatoo.mp4 --model weights/mosaic.onnx -o out/cockatoo_mosaic.mp4 --force
 
 test: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest
 
 clean:

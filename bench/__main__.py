@@ -3,11 +3,12 @@
 Each benchmark lives in its own module with a ``main(argv)``; they are imported only when
 chosen, so ``--help`` stays fast.
 """
+
 from __future__ import annotations
 
 import importlib
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 BENCHMARKS = {
     "gatys": ("bench.gatys", "Gatys stills: this project vs pastiche, wall time and quality"),
@@ -29,9 +30,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     name = argv[0]
     if name not in BENCHMARKS:
         import difflib
+
         hint = difflib.get_close_matches(name, BENCHMARKS, n=1)
-        print(f"error: unknown benchmark {name!r}" + (f"; did you mean {hint[0]!r}?" if hint else ""),
-              file=sys.stderr)
+        print(f"error: unknown benchmark {name!r}" + (f"; did you mean {hint[0]!r}?" if hint else ""), file=sys.stderr)
         return 2
     module = importlib.import_module(BENCHMARKS[name][0])
     return int(module.main(argv[1:]) or 0)

@@ -8,24 +8,25 @@ autocast + loader workers. The rows in between switch on one ingredient at a tim
 table shows which one pays on this machine. Variants are measured in interleaved rounds and
 the best round is kept, which damps noise from other processes sharing the machine.
 """
+
 from __future__ import annotations
 
 import argparse
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
 from PIL import Image
 from torch.utils.data import DataLoader
 
+from realtime.cli.common import cli_entry
+from realtime.core.devices import resolve_device
+from realtime.core.errors import UserError
 from train.cyclegan import CycleGANConfig
 from train.cyclegan_model import CycleGAN
-from realtime.core.devices import resolve_device
-from realtime.cli.common import cli_entry
-from realtime.core.errors import UserError
 from train.unpaired import EpochBatchSampler, UnpairedDataset
 
 
@@ -40,13 +41,18 @@ def make_domains(root: Path, count: int, size: int) -> Path:
     return root
 
 
-def iterations_per_second(cfg: CycleGANConfig, dataset: UnpairedDataset, device: torch.device,
-                          steps: int, warmup: int) -> float:
+def iterations_per_second(
+    cfg: CycleGANConfig, dataset: UnpairedDataset, device: torch.device, steps: int, warmup: int
+) -> float:
     """Time ``steps`` training iterations (data loading included) after ``warmup`` untimed ones."""
     torch.manual_seed(0)
     model = CycleGAN(cfg, device)
-    loader = DataLoader(dataset, batch_sampler=EpochBatchSampler(len(dataset), cfg.batch_size),
-                        num_workers=cfg.workers, pin_memory=device.type == "cuda")
+    loader = DataLoader(
+        dataset,
+        batch_sampler=EpochBatchSampler(len(dataset), cfg.batch_size),
+        num_workers=cfg.workers,
+        pin_memory=device.type == "cuda",
+    )
     batches = iter(loader)
 
     def run(n: int) -> None:
@@ -58,17 +64,17 @@ def iterations_per_second(cfg: CycleGANConfig, dataset: UnpairedDataset, device:
     run(warmup)
     start = time.perf_counter()
     run(steps)
-    rate = steps / (time.perf_counter() - start)
-    del batches
-    return rate
+    return steps / (time.perf_counter() - start)
 
 
 def variants(cuda: bool, workers: int) -> dict[str, dict]:
     tuned = dict(channels_last=True, amp="bf16", workers=workers)
-    rows = {"plain fp32 (NCHW, no workers)": dict(channels_last=False, amp="off", workers=0),
-            f"+ {workers} loader workers": dict(channels_last=False, amp="off", workers=workers),
-            "+ channels_last": dict(channels_last=True, amp="off", workers=0),
-            "+ bf16 autocast": dict(channels_last=False, amp="bf16", workers=0)}
+    rows = {
+        "plain fp32 (NCHW, no workers)": dict(channels_last=False, amp="off", workers=0),
+        f"+ {workers} loader workers": dict(channels_last=False, amp="off", workers=workers),
+        "+ channels_last": dict(channels_last=True, amp="off", workers=0),
+        "+ bf16 autocast": dict(channels_last=False, amp="bf16", workers=0),
+    }
     if cuda:
         rows["tuned, fp16 + GradScaler"] = dict(tuned, amp="fp16")
     rows[f"tuned (channels_last, bf16, {workers} workers)"] = tuned
@@ -77,11 +83,14 @@ def variants(cuda: bool, workers: int) -> dict[str, dict]:
 
 @cli_entry
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m bench cyclegan", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter,
-                                epilog="examples:\n  python -m bench cyclegan\n"
-                                       "  python -m bench cyclegan --device cuda --image-size 256 --ngf 64 "
-                                       "--n-blocks 9")
+    p = argparse.ArgumentParser(
+        prog="python -m bench cyclegan",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n  python -m bench cyclegan\n"
+        "  python -m bench cyclegan --device cuda --image-size 256 --ngf 64 "
+        "--n-blocks 9",
+    )
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (%(default)s)")
     p.add_argument("--image-size", type=int, help="training crop (default: 256 on CUDA, 64 on CPU)")
     p.add_argument("--ngf", type=int, help="generator and discriminator width (default: 64 CUDA, 16 CPU)")
@@ -109,12 +118,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         dataset = UnpairedDataset(root, crop_size=size)
         for _ in range(args.rounds):
             for label, extra in rows.items():
-                cfg = CycleGANConfig(dataset=str(root), image_size=size, ngf=ngf, ndf=ngf, n_blocks=args.n_blocks,
-                                     batch_size=args.batch_size, **extra)
+                cfg = CycleGANConfig(
+                    dataset=str(root),
+                    image_size=size,
+                    ngf=ngf,
+                    ndf=ngf,
+                    n_blocks=args.n_blocks,
+                    batch_size=args.batch_size,
+                    **extra,
+                )
                 best[label] = max(best[label], iterations_per_second(cfg, dataset, device, steps, args.warmup))
     where = torch.cuda.get_device_name(device) if cuda else f"CPU, {torch.get_num_threads()} threads"
-    print(f"CycleGAN training, {size}x{size} px, batch {args.batch_size}, ngf=ndf={ngf}, {args.n_blocks} blocks, "
-          f"{steps} timed iterations x {args.rounds} rounds (best kept), {where}")
+    print(
+        f"CycleGAN training, {size}x{size} px, batch {args.batch_size}, ngf=ndf={ngf}, {args.n_blocks} blocks, "
+        f"{steps} timed iterations x {args.rounds} rounds (best kept), {where}"
+    )
     base = best[next(iter(rows))]
     for label, rate in best.items():
         print(f"  {label:<44} {rate:8.2f} it/s   {rate / base:5.2f}x")

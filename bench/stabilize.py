@@ -9,24 +9,26 @@ per-frame output and of the stabilised output, their ratio, the frames-per-secon
 the change of the VGG Gram distance to the style (the style image where known, else the mean
 Gram of the per-frame outputs), so the stabiliser is seen to keep the per-frame look.
 """
+
 from __future__ import annotations
 
 import argparse
 import itertools
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import cv2
 import numpy as np
 import torch
 
+from realtime.cli.common import cli_entry
+from realtime.core.errors import UserError
 from realtime.io.video_files import frames_of
 from realtime.stages.flicker import flicker_scores
 from realtime.stages.stabilize import DEFAULT_STRENGTH, TemporalStabilizer, check_stabilize
-from realtime.cli.common import cli_entry
-from realtime.core.errors import UserError
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE_CLIP = REPO / "samples" / "video" / "cockatoo.mp4"
@@ -38,12 +40,14 @@ EXTRA_CLIPS = (Path("/work/shared/data/video/person_walk_5s_768x432.mp4"),)  # u
 class TorchStylizer:
     """Minimal eager-torch stylizer for the benchmark: a Johnson (0..255) or CycleGAN (-1..1) net on CPU."""
 
-    def __init__(self, net: torch.nn.Module, name: str, value_range: tuple[float, float] = (0.0, 255.0),
-                 calibrate: bool = False) -> None:
+    def __init__(
+        self, net: torch.nn.Module, name: str, value_range: tuple[float, float] = (0.0, 255.0), calibrate: bool = False
+    ) -> None:
         self.net, self.name, self.value_range = net.eval(), name, value_range
         self.calibrate = calibrate  # random weights: map the output to 0..255 with stats fixed at frame 1
         self._affine: tuple[torch.Tensor, torch.Tensor] | None = None
         from realtime.core.contract import johnson_contract
+
         self.contract = johnson_contract(name=name)
 
     def __call__(self, frame: np.ndarray) -> np.ndarray:
@@ -70,6 +74,7 @@ class TorchStylizer:
 def random_stylizer() -> TorchStylizer:
     """Random-weights ``TransformerNet.from_arch("small")`` (seed 0): a flicker-prone stand-in."""
     from realtime.core.nets.transformer import TransformerNet
+
     torch.manual_seed(0)
     return TorchStylizer(TransformerNet.from_arch("small"), "random-small (stand-in)", calibrate=True)
 
@@ -95,14 +100,17 @@ def load_stylizer(model: str | None) -> tuple[Any, str]:
             why = str(exc)
     elif Path(name).suffix in (".pth", ".pt") and Path(name).is_file():
         from realtime.core.checkpoint import load_model
+
         loaded = load_model(name)
         return TorchStylizer(loaded.model, Path(name).stem, loaded.contract.value_range), f"{name} (eager torch, CPU)"
     else:
         why = "realtime.core.model_zoo is not available"
         if model is not None:
             raise UserError(f"cannot load model {model!r}: {why}")
-    return random_stylizer(), ("random-weights TransformerNet small, eager torch fp32 (a flicker-prone stand-in; "
-                               f"mosaic is not loadable here: {why.split(';')[0]})")
+    return random_stylizer(), (
+        "random-weights TransformerNet small, eager torch fp32 (a flicker-prone stand-in; "
+        f"mosaic is not loadable here: {why.split(';')[0]})"
+    )
 
 
 def style_image_for(stylizer: Any, style: str | None) -> np.ndarray | None:
@@ -112,8 +120,11 @@ def style_image_for(stylizer: Any, style: str | None) -> np.ndarray | None:
     for key in (getattr(contract, "style", ""), getattr(stylizer, "name", "")):
         if key:
             stem = Path(str(key)).stem.replace("_", "-")
-            candidates += [STYLES / Path(str(key)).name, *STYLES.glob(f"{stem}.*"),
-                           *STYLES.glob(f"{Path(str(key)).stem}.*")]
+            candidates += [
+                STYLES / Path(str(key)).name,
+                *STYLES.glob(f"{stem}.*"),
+                *STYLES.glob(f"{Path(str(key)).stem}.*"),
+            ]
     for path in candidates:
         if path.is_file():
             image = cv2.imread(str(path), cv2.IMREAD_COLOR)
@@ -139,14 +150,14 @@ def generated_clip(frames: int = 40, size: tuple[int, int] = (360, 640), seed: i
 
     radius = h // 5
     background, disc = texture(h, w), texture(2 * radius, 2 * radius) * 1.3
-    yy, xx = np.mgrid[0:2 * radius, 0:2 * radius]
-    inside = (xx - radius + 0.5) ** 2 + (yy - radius + 0.5) ** 2 < radius ** 2
+    yy, xx = np.mgrid[0 : 2 * radius, 0 : 2 * radius]
+    inside = (xx - radius + 0.5) ** 2 + (yy - radius + 0.5) ** 2 < radius**2
     clip = []
     for t in range(frames):  # the disc crosses the frame left to right, bobbing up and down
         x0 = round((w - 2 * radius) * t / max(1, frames - 1))
         y0 = round(h / 2 - radius + h / 6 * np.sin(t / 6.0))
         frame = background.copy()
-        frame[y0:y0 + 2 * radius, x0:x0 + 2 * radius][inside] = disc[inside]
+        frame[y0 : y0 + 2 * radius, x0 : x0 + 2 * radius][inside] = disc[inside]
         frame += rng.normal(0, 2.0, frame.shape).astype(np.float32)
         clip.append(np.clip(frame, 0, 255).astype(np.uint8))
     return clip
@@ -182,15 +193,22 @@ class ClipResult:
     floor: float
     per_frame: float
     stabilised: dict[float, float] = field(default_factory=dict)
-    model_s: float = 0.0      # stylizer alone, median seconds per frame
+    model_s: float = 0.0  # stylizer alone, median seconds per frame
     with_stab_s: float = 0.0  # stylizer + stabiliser, median seconds per frame
     prepare_s: float = 0.0
     apply_s: float = 0.0
     gram: dict[float, tuple[float | None, float]] = field(default_factory=dict)
 
 
-def run_clip(name: str, frames: list[np.ndarray], stylizer: Any, strengths: Sequence[float],
-             vgg: Any, style: np.ndarray | None, gram_frames: int) -> ClipResult:
+def run_clip(
+    name: str,
+    frames: list[np.ndarray],
+    stylizer: Any,
+    strengths: Sequence[float],
+    vgg: Any,
+    style: np.ndarray | None,
+    gram_frames: int,
+) -> ClipResult:
     """Side by side on the same frames: stylizer alone, then stylizer + stabiliser (timed alternately)."""
     timed = TemporalStabilizer(strength=strengths[0])
     per_frame: list[np.ndarray] = []
@@ -216,15 +234,22 @@ def run_clip(name: str, frames: list[np.ndarray], stylizer: Any, strengths: Sequ
         stab = TemporalStabilizer(strength=s)
         outputs[s] = [stab(f, y, stab.prepare(f)) for f, y in zip(frames, per_frame)]
     scores = flicker_scores(frames, frames, per_frame, *outputs.values())
-    result = ClipResult(name, len(frames), scores[0], scores[1], dict(zip(strengths, scores[2:])),
-                        *(float(np.median(t)) for t in (t_model, t_both, t_prep, t_apply)))
+    result = ClipResult(
+        name,
+        len(frames),
+        scores[0],
+        scores[1],
+        dict(zip(strengths, scores[2:])),
+        *(float(np.median(t)) for t in (t_model, t_both, t_prep, t_apply)),
+    )
     if vgg is not None:
         result.gram = gram_changes(vgg, per_frame, outputs, style, gram_frames)
     return result
 
 
-def gram_changes(vgg: Any, per_frame: list[np.ndarray], outputs: dict[float, list[np.ndarray]],
-                 style: np.ndarray | None, count: int) -> dict[float, tuple[float | None, float]]:
+def gram_changes(
+    vgg: Any, per_frame: list[np.ndarray], outputs: dict[float, list[np.ndarray]], style: np.ndarray | None, count: int
+) -> dict[float, tuple[float | None, float]]:
     """Per strength: (relative change of the mean Gram distance to the style image, or None without
     one; mean Gram distance of the stabilised frames to their own per-frame outputs).
 
@@ -236,8 +261,7 @@ def gram_changes(vgg: Any, per_frame: list[np.ndarray], outputs: dict[float, lis
 
     def features(image: np.ndarray) -> dict[str, torch.Tensor]:
         with torch.inference_mode():
-            return vgg(torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float(),
-                       GATYS_STYLE_LAYERS)
+            return vgg(torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float(), GATYS_STYLE_LAYERS)
 
     def grams(image: np.ndarray) -> dict[str, torch.Tensor]:
         return {k: gram(v) for k, v in features(image).items()}
@@ -266,8 +290,10 @@ def gram_changes(vgg: Any, per_frame: list[np.ndarray], outputs: dict[float, lis
 def report(results: list[ClipResult], strengths: Sequence[float], has_style: bool) -> list[str]:
     """Print the side-by-side tables; return the targets missed (empty: all met)."""
     missed = []
-    print(f"\n{'clip':<26}{'frames':>7}{'input floor':>12}{'per-frame':>11}{'strength':>9}{'stabilised':>11}"
-          f"{'ratio':>7}{'>floor':>8}{'gram vs style':>14}{'gram vs pf':>11}")
+    print(
+        f"\n{'clip':<26}{'frames':>7}{'input floor':>12}{'per-frame':>11}{'strength':>9}{'stabilised':>11}"
+        f"{'ratio':>7}{'>floor':>8}{'gram vs style':>14}{'gram vs pf':>11}"
+    )
     for r in results:
         for s in strengths:
             stab = r.stabilised[s]
@@ -276,44 +302,64 @@ def report(results: list[ClipResult], strengths: Sequence[float], has_style: boo
             change, own = r.gram.get(s, (None, None))
             style_text = f"{100 * change:+.1f}%" if change is not None else "-"
             own_text = f"{100 * own:.1f}%" if own is not None else "-"
-            print(f"{r.name:<26}{r.frames:>7}{r.floor:>12.6f}{r.per_frame:>11.6f}{s:>9.2f}{stab:>11.6f}"
-                  f"{ratio:>6.2f}x{above:>7.2f}x{style_text:>14}{own_text:>11}")
+            print(
+                f"{r.name:<26}{r.frames:>7}{r.floor:>12.6f}{r.per_frame:>11.6f}{s:>9.2f}{stab:>11.6f}"
+                f"{ratio:>6.2f}x{above:>7.2f}x{style_text:>14}{own_text:>11}"
+            )
             if s == strengths[0]:
                 if ratio > 0.5:
                     missed.append(f"{r.name}: flicker {ratio:.2f}x > 0.5x")
                 gram = change if change is not None else own
                 if gram is not None and abs(gram) >= 0.05:
                     missed.append(f"{r.name}: Gram {100 * gram:+.1f}%")
-    print(f"\n{'clip':<26}{'model fps':>10}{'+stabiliser':>12}{'cost':>7}{'prepare':>9}{'apply':>8}{'raw cost':>10}"
-          f"   (strength {strengths[0]:.2f}, medians per frame)")
+    print(
+        f"\n{'clip':<26}{'model fps':>10}{'+stabiliser':>12}{'cost':>7}{'prepare':>9}{'apply':>8}{'raw cost':>10}"
+        f"   (strength {strengths[0]:.2f}, medians per frame)"
+    )
     for r in results:
         stab = r.prepare_s + r.apply_s
         fps_a, fps_b = 1 / r.model_s, 1 / (r.model_s + stab)
         cost, raw = stab / (r.model_s + stab), 1 - r.model_s / r.with_stab_s
         if cost > 0.15:
             missed.append(f"{r.name}: fps cost {100 * cost:.1f}%")
-        print(f"{r.name:<26}{fps_a:>10.2f}{fps_b:>12.2f}{100 * cost:>6.1f}%{1000 * r.prepare_s:>7.1f}ms"
-              f"{1000 * r.apply_s:>6.1f}ms{100 * raw:>9.1f}%")
-    print("\nratio: stabilised / per-frame flicker (target <= 0.5); >floor: the same for the parts above the "
-          "input floor.\ngram vs style: change of the mean VGG Gram distance to the style image, stabilised vs "
-          "per-frame (target |change| < 5%);\ngram vs pf: Gram distance of the stabilised frames to their own "
-          "per-frame outputs" + ("." if has_style else " (the target, < 5%, without a style image).") +
-          "\ncost: share of the frame time taken by prepare + apply run synchronously after the model (target "
-          "<= 15%;\nthe pipeline overlaps prepare with the model); raw cost: the same from the two loops' median "
-          "frame times (noisy on a busy machine).")
+        print(
+            f"{r.name:<26}{fps_a:>10.2f}{fps_b:>12.2f}{100 * cost:>6.1f}%{1000 * r.prepare_s:>7.1f}ms"
+            f"{1000 * r.apply_s:>6.1f}ms{100 * raw:>9.1f}%"
+        )
+    print(
+        "\nratio: stabilised / per-frame flicker (target <= 0.5); >floor: the same for the parts above the "
+        "input floor.\ngram vs style: change of the mean VGG Gram distance to the style image, stabilised vs "
+        "per-frame (target |change| < 5%);\ngram vs pf: Gram distance of the stabilised frames to their own "
+        "per-frame outputs"
+        + ("." if has_style else " (the target, < 5%, without a style image).")
+        + "\ncost: share of the frame time taken by prepare + apply run synchronously after the model (target "
+        "<= 15%;\nthe pipeline overlaps prepare with the model); raw cost: the same from the two loops' median "
+        "frame times (noisy on a busy machine)."
+    )
     return missed
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m bench stabilize", description="Flicker score, Gram change and fps cost of the temporal stabiliser: input floor, "
-                                            "per-frame and stabilised output side by side.")
+    p = argparse.ArgumentParser(
+        prog="python -m bench stabilize",
+        description="Flicker score, Gram change and fps cost of the temporal stabiliser: input floor, "
+        "per-frame and stabilised output side by side.",
+    )
     p.add_argument("--model", help="model name or path (default: mosaic, else a random-weights stand-in)")
-    p.add_argument("--strength", type=float, nargs="+", default=[DEFAULT_STRENGTH],
-                   help=f"stabiliser strength(s) to compare (default {DEFAULT_STRENGTH}); fps is timed with the first")
+    p.add_argument(
+        "--strength",
+        type=float,
+        nargs="+",
+        default=[DEFAULT_STRENGTH],
+        help=f"stabiliser strength(s) to compare (default {DEFAULT_STRENGTH}); fps is timed with the first",
+    )
     p.add_argument("--frames", type=int, default=60, help="frames per clip (default 60)")
-    p.add_argument("--clips", default=",".join(CLIP_KINDS),
-                   help="which built-in clips: a comma list of sample, generated, extra (default: all; "
-                        "extra clips are used only where present)")
+    p.add_argument(
+        "--clips",
+        default=",".join(CLIP_KINDS),
+        help="which built-in clips: a comma list of sample, generated, extra (default: all; "
+        "extra clips are used only where present)",
+    )
     p.add_argument("--clip", action="append", default=[], help="another video to measure (repeatable)")
     p.add_argument("--style", help="style image for the Gram check (default: the model's, if in samples/styles)")
     p.add_argument("--gram-frames", type=int, default=5, help="frames per clip for the Gram check (0: skip)")
@@ -339,6 +385,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     vgg = None
     if args.gram_frames > 0:
         from realtime.core.nets.vgg import VGG19Features
+
         vgg = VGG19Features.caffe()
     print(f"stylizer: {which}; CPU, torch threads {torch.get_num_threads()}, OpenCV threads 1")
     results = []
@@ -352,4 +399,5 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 if __name__ == "__main__":
     import sys
+
     sys.exit(main())

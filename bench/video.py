@@ -14,6 +14,7 @@ then again), printed with its ratio to the reference, so load drifting during th
 both sides alike. "Alone" runs the model on a worker thread, as the pipeline does.
 Without ``--model`` the networks are TransformerNets with random weights (``--arch``).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -22,8 +23,9 @@ import os
 import tempfile
 import threading
 import time
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -47,8 +49,8 @@ def measure(fn: Callable[[], Any], frames: int, warmup: int = 2) -> float:
 
 def looped_frames(video: Path, size: tuple[int, int], count: int) -> Iterator[Any]:
     """``count`` frames of ``video`` at ``size``, replaying it if it is shorter (timestamps continue)."""
-    from realtime.pipeline import Frame
     from realtime.io.video_files import FrameTime, probe, read_frames
+    from realtime.pipeline import Frame
 
     info = probe(video)
     done, offset = 0, 0
@@ -66,8 +68,8 @@ def looped_frames(video: Path, size: tuple[int, int], count: int) -> Iterator[An
 
 def end_to_end(stylizer: Any, video: Path, size: tuple[int, int], frames: int) -> float:
     """Frames/s of decode -> stylise -> encode through the pipeline, nst-video's encoder defaults."""
-    from realtime.pipeline import run
     from realtime.io.video_files import EncodeOptions, VideoWriter, default_encode_options, probe
+    from realtime.pipeline import run
 
     info = probe(video)
     with tempfile.TemporaryDirectory() as tmp:
@@ -96,8 +98,7 @@ def reference_net(arch: str | None, model: str | None, tmp: Path) -> tuple[str, 
 
 def backends(spec: str, have_cuda: bool, have_ort_cuda: bool) -> list[tuple[str, str, Callable[[], Any]]]:
     """``(name, precision, factory)`` for every backend worth measuring here."""
-    from realtime.backends.loader import load_stylizer
-    from realtime.backends.loader import load_for_pipeline
+    from realtime.backends.loader import load_for_pipeline, load_stylizer
 
     rows: list[tuple[str, str, Callable[[], Any]]] = [
         ("default (nst-video, cpu)", "as loaded", lambda: load_for_pipeline(spec, device="cpu")),
@@ -105,17 +106,33 @@ def backends(spec: str, have_cuda: bool, have_ort_cuda: bool) -> list[tuple[str,
         ("onnxruntime CPU", "fp32", lambda: load_stylizer(spec, backend="onnx", provider="cpu", progress=False)),
     ]
     if have_ort_cuda:
-        rows.append(("onnxruntime CUDA", "fp32",
-                     lambda: load_stylizer(spec, backend="onnx", provider="cuda", strict_provider=True, progress=False)))
+        rows.append(
+            (
+                "onnxruntime CUDA",
+                "fp32",
+                lambda: load_stylizer(spec, backend="onnx", provider="cuda", strict_provider=True, progress=False),
+            )
+        )
     if have_cuda:
         from realtime.backends import TorchStylizer
         from realtime.core.model_zoo import resolve_model
 
-        rows.append(("torch CUDA eager", "fp32", lambda: load_stylizer(spec, backend="torch", device="cuda",
-                                                                          half=False, progress=False)))
-        rows.append(("torch CUDA channels_last", "fp16",
-                     lambda: TorchStylizer(resolve_model(spec, progress=False), device="cuda", half=True,
-                                           channels_last=True)))
+        rows.append(
+            (
+                "torch CUDA eager",
+                "fp32",
+                lambda: load_stylizer(spec, backend="torch", device="cuda", half=False, progress=False),
+            )
+        )
+        rows.append(
+            (
+                "torch CUDA channels_last",
+                "fp16",
+                lambda: TorchStylizer(
+                    resolve_model(spec, progress=False), device="cuda", half=True, channels_last=True
+                ),
+            )
+        )
     return rows
 
 
@@ -183,12 +200,14 @@ def bench_model(label: str, net: torch.nn.Module | None, spec: str, args: argpar
         for key, fn in refs.items():
             ref_fps[key].append(fn())
         for name, _, stylizer in stylizers:
-            alone[name].append(on_worker(lambda: measure(lambda: stylizer(frame), n)))
+            alone[name].append(on_worker(lambda s=stylizer: measure(lambda: s(frame), n)))
             if not args.no_e2e:
                 e2e[name].append(end_to_end(stylizer, args.video, (w, h), n))
     for key, values in ref_fps.items():
-        print(f"plain torch eager fp32 forward alone, {key}: {median(values):.2f} frames/s "
-              f"({', '.join(f'{v:.2f}' for v in values)})")
+        print(
+            f"plain torch eager fp32 forward alone, {key}: {median(values):.2f} frames/s "
+            f"({', '.join(f'{v:.2f}' for v in values)})"
+        )
     ref = max((median(v) for v in ref_fps.values()), default=None)
     if ref is not None:
         print(f"reference (x eager below) = the fastest of those: {ref:.2f} frames/s")
@@ -196,11 +215,15 @@ def bench_model(label: str, net: torch.nn.Module | None, spec: str, args: argpar
     def cell(v: float | None, width: int) -> str:
         return f"{v:>{width}.2f}" if v is not None and v == v else f"{'-':>{width}}"
 
-    print(f"{'backend':<26} {'precision':<9} {'alone fps':>10} {'x eager':>8} {'end-to-end fps':>15} {'x eager':>8}  note")
+    print(
+        f"{'backend':<26} {'precision':<9} {'alone fps':>10} {'x eager':>8} {'end-to-end fps':>15} {'x eager':>8}  note"
+    )
     for name, precision, _ in stylizers:
         a, e = median(alone[name]), (median(e2e[name]) if e2e[name] else None)
-        print(f"{name:<26} {precision:<9} {cell(a, 10)} {cell(a / ref if ref else None, 8)} {cell(e, 15)} "
-              f"{cell(e / ref if (ref and e) else None, 8)}  {notes[name]}")
+        print(
+            f"{name:<26} {precision:<9} {cell(a, 10)} {cell(a / ref if ref else None, 8)} {cell(e, 15)} "
+            f"{cell(e / ref if (ref and e) else None, 8)}  {notes[name]}"
+        )
     for name, note in notes.items():
         if note.startswith("skipped"):
             print(f"{name:<26} {'':<9} {'-':>10} {'-':>8} {'-':>15} {'-':>8}  {note}")
@@ -211,8 +234,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
     p = argparse.ArgumentParser(prog="python -m bench video", description=__doc__.splitlines()[0])
     p.add_argument("--model", help="a model (.pth compares against its eager forward); default: random nets")
-    p.add_argument("--arch", default="small", choices=("small", "johnson", "both"),
-                   help="TransformerNet to build without --model (default small)")
+    p.add_argument(
+        "--arch",
+        default="small",
+        choices=("small", "johnson", "both"),
+        help="TransformerNet to build without --model (default small)",
+    )
     p.add_argument("--size", default="640x360", help="frame size WxH (default 640x360)")
     p.add_argument("--frames", type=int, default=10, help="frames per figure (default 10)")
     p.add_argument("--rounds", type=int, default=3, help="interleaved rounds; medians are printed (default 3)")
@@ -234,10 +261,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     import onnxruntime as ort
 
-    print(f"torch {torch.__version__} ({torch.get_num_threads()} threads), onnxruntime {ort.__version__} "
-          f"{ort.get_available_providers()}, CPUs {os.cpu_count()}, "
-          f"CUDA {torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'none'}, "
-          f"load average {os.getloadavg()[0]:.1f}")
+    print(
+        f"torch {torch.__version__} ({torch.get_num_threads()} threads), onnxruntime {ort.__version__} "
+        f"{ort.get_available_providers()}, CPUs {os.cpu_count()}, "
+        f"CUDA {torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'none'}, "
+        f"load average {os.getloadavg()[0]:.1f}"
+    )
     archs = ("small", "johnson") if args.arch == "both" else (args.arch,)
     with tempfile.TemporaryDirectory() as tmp:
         for arch in archs if args.model is None else (None,):

@@ -6,6 +6,7 @@ write the file atomically, run it at two sizes against eager PyTorch, and keep i
 it matches. ``fp16`` files compute in half precision with float32 inputs and outputs; their
 InstanceNorm layers stay float32 (see :class:`HalfPrecision`).
 """
+
 from __future__ import annotations
 
 import copy
@@ -18,14 +19,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from realtime.core.onnx_file import DEFAULT_OPSET, write_onnx
 from export.torchscript_writer import write_torchscript
 from export.verify import TOLERANCE_LEVELS, Check, verify_export
 from realtime.core.checkpoint import LoadedModel, load_model
+from realtime.core.contract import IOContract
 from realtime.core.errors import UserError
 from realtime.core.files import atomic_path, ensure_not_an_input
-from realtime.core.contract import IOContract
 from realtime.core.nets.families import FAMILIES, family_of
+from realtime.core.onnx_file import DEFAULT_OPSET, write_onnx
 
 log = logging.getLogger(__name__)
 
@@ -69,8 +70,8 @@ class ExportResult:
     """What :func:`export_model` wrote and how well it matched eager PyTorch."""
 
     path: Path
-    format: str           # "onnx" | "torchscript"
-    precision: str        # "fp32" | "fp16"
+    format: str  # "onnx" | "torchscript"
+    precision: str  # "fp32" | "fp16"
     contract: IOContract
     checks: list[Check] = field(default_factory=list)
     tolerance_levels: float = 0.0
@@ -84,8 +85,9 @@ def _json_safe(data: dict[str, Any]) -> dict[str, Any]:
     return json.loads(json.dumps(data, default=str))
 
 
-def export_contract(loaded: LoadedModel, source_name: str, name: str | None,
-                    static: tuple[int, int] | None) -> IOContract:
+def export_contract(
+    loaded: LoadedModel, source_name: str, name: str | None, static: tuple[int, int] | None
+) -> IOContract:
     """The contract written into the file: the checkpoint's, named, with training provenance added."""
     contract = loaded.contract
     provenance = dict(contract.provenance)
@@ -93,9 +95,11 @@ def export_contract(loaded: LoadedModel, source_name: str, name: str | None,
     training = {k: v for k, v in loaded.meta.items() if k != "source_file"}
     if training:
         provenance["training"] = _json_safe(training)
-    return contract.replace(name=name or contract.name or Path(source_name).stem,
-                            fixed_size=tuple(static) if static else contract.fixed_size,
-                            provenance=provenance)
+    return contract.replace(
+        name=name or contract.name or Path(source_name).stem,
+        fixed_size=tuple(static) if static else contract.fixed_size,
+        provenance=provenance,
+    )
 
 
 def _check_static(static: tuple[int, int] | None, multiple: int) -> None:
@@ -106,9 +110,17 @@ def _check_static(static: tuple[int, int] | None, multiple: int) -> None:
         raise UserError(f"--static {h} {w}: height and width must be multiples of {multiple} and at least 16")
 
 
-def export_model(source: str | Path | LoadedModel, dest: str | Path, *, fp16: bool = False,
-                 opset: int = DEFAULT_OPSET, static: tuple[int, int] | None = None, name: str | None = None,
-                 tolerance_levels: float | None = None, verify: bool = True) -> ExportResult:
+def export_model(
+    source: str | Path | LoadedModel,
+    dest: str | Path,
+    *,
+    fp16: bool = False,
+    opset: int = DEFAULT_OPSET,
+    static: tuple[int, int] | None = None,
+    name: str | None = None,
+    tolerance_levels: float | None = None,
+    verify: bool = True,
+) -> ExportResult:
     """Export ``source`` (a checkpoint path or a loaded model) to ``dest`` (``.onnx`` or ``.pt``).
 
     The file appears only after it ran at two sizes (or twice at the ``static`` size) within
@@ -145,8 +157,16 @@ def export_model(source: str | Path | LoadedModel, dest: str | Path, *, fp16: bo
     shapes = [(2, *static), (1, *static)] if static else list(VERIFY_SHAPES)
     with atomic_path(dest) as tmp:
         if fmt == "onnx":
-            write_onnx(module, contract, tmp, meta=meta, precision=precision, opset=opset,
-                       sample_size=tuple(static) if static else (64, 64), static=static is not None)
+            write_onnx(
+                module,
+                contract,
+                tmp,
+                meta=meta,
+                precision=precision,
+                opset=opset,
+                sample_size=tuple(static) if static else (64, 64),
+                static=static is not None,
+            )
         else:
             write_torchscript(module, contract, tmp, meta=meta, precision=precision)
         checks = verify_export(tmp, reference, contract, shapes, tolerance) if verify else []

@@ -4,18 +4,20 @@ Everything printed is read back from the files themselves (the contract and trai
 that ``python -m export`` writes), plus each file's size and SHA-256, so ``weights/README.md``
 can be regenerated and checked against what is actually shipped.
 """
+
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import onnx
 
-from realtime.core.download import sha256_of
 from realtime.cli.common import cli_entry
+from realtime.core.download import sha256_of
 from realtime.core.errors import UserError
 
 
@@ -28,9 +30,11 @@ def read_metadata(path: Path) -> dict[str, Any]:
     props = {p.key: p.value for p in model.metadata_props}
     if "nst_contract" not in props:
         raise UserError(f"{path}: no realtime-nst metadata (not exported by python -m export)")
-    return {"contract": json.loads(props["nst_contract"]),
-            "provenance": json.loads(props.get("nst_provenance", "{}")),
-            "precision": props.get("nst_precision", "fp32")}
+    return {
+        "contract": json.loads(props["nst_contract"]),
+        "provenance": json.loads(props.get("nst_provenance", "{}")),
+        "precision": props.get("nst_precision", "fp32"),
+    }
 
 
 def describe(path: Path) -> dict[str, str]:
@@ -43,29 +47,39 @@ def describe(path: Path) -> dict[str, str]:
     size = config.get("image_size") or trained.get("image_size") or ""
     command = checkpoint.get("command") or trained.get("command") or ""
     if command.startswith("/"):  # argv[0] of `python -m train.johnson` is the module's path
-        command = "python -m train." + Path(command.split()[0]).stem + command[len(command.split()[0]):]
+        command = "python -m train." + Path(command.split()[0]).stem + command[len(command.split()[0]) :]
     wall = checkpoint.get("wall_time_s")
     return {
-        "file": path.name, "mb": f"{path.stat().st_size / 1e6:.1f}", "sha256": sha256_of(path),
-        "family": contract.get("family", ""), "precision": data["precision"],
-        "style": contract.get("style", ""), "steps": str(steps), "image_size": str(size),
-        "batch": str(config.get("batch_size", "")), "hardware": checkpoint.get("hardware", ""),
-        "wall": f"{wall / 60:.0f} min" if wall else "", "command": command,
+        "file": path.name,
+        "mb": f"{path.stat().st_size / 1e6:.1f}",
+        "sha256": sha256_of(path),
+        "family": contract.get("family", ""),
+        "precision": data["precision"],
+        "style": contract.get("style", ""),
+        "steps": str(steps),
+        "image_size": str(size),
+        "batch": str(config.get("batch_size", "")),
+        "hardware": checkpoint.get("hardware", ""),
+        "wall": f"{wall / 60:.0f} min" if wall else "",
+        "command": command,
     }
 
 
 @cli_entry
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m export.provenance", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m export.provenance", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("files", nargs="+", type=Path, help="exported .onnx files")
     args = p.parse_args(argv)
     rows = [describe(f) for f in args.files]
     print("| file | MB | family | style / domains | steps | px | batch | wall time | SHA-256 |")
     print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['file']} | {r['mb']} | {r['family']} {r['precision']} | {r['style']} | {r['steps']} | "
-              f"{r['image_size']} | {r['batch']} | {r['wall']} | `{r['sha256']}` |")
+        print(
+            f"| {r['file']} | {r['mb']} | {r['family']} {r['precision']} | {r['style']} | {r['steps']} | "
+            f"{r['image_size']} | {r['batch']} | {r['wall']} | `{r['sha256']}` |"
+        )
     print()
     for r in rows:
         if r["command"]:

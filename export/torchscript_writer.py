@@ -19,9 +19,15 @@ from realtime.core.contract import IOContract
 from realtime.core.torchscript_file import CONTRACT_FILE, META_FILE, quiet_jit
 
 
-def write_torchscript(module: nn.Module, contract: IOContract, dest: str | Path, *,
-                      meta: dict[str, Any] | None = None, precision: str = "fp32",
-                      sample_size: tuple[int, int] = (64, 64)) -> Path:
+def write_torchscript(
+    module: nn.Module,
+    contract: IOContract,
+    dest: str | Path,
+    *,
+    meta: dict[str, Any] | None = None,
+    precision: str = "fp32",
+    sample_size: tuple[int, int] = (64, 64),
+) -> Path:
     """Trace ``module`` (float32 ``(B, 3, H, W)`` in and out) at ``sample_size`` and save it to ``dest``.
 
     Tracing's own self-check is off: :func:`export.verify.verify_export` runs the saved file at
@@ -30,8 +36,11 @@ def write_torchscript(module: nn.Module, contract: IOContract, dest: str | Path,
     sample = torch.rand(1, 3, *sample_size)
     with quiet_jit(), torch.no_grad():
         traced = torch.jit.trace(module, (sample,), check_trace=False)
-        info = {"precision": precision, "meta": dict(meta or {}),
-                "exporter": f"realtime-nst export, torch {torch.__version__}"}
+        info = {
+            "precision": precision,
+            "meta": dict(meta or {}),
+            "exporter": f"realtime-nst export, torch {torch.__version__}",
+        }
         extra = {CONTRACT_FILE: contract.to_json(), META_FILE: json.dumps(info, sort_keys=True, default=str)}
         torch.jit.save(traced, str(dest), _extra_files=extra)
     return Path(dest)

@@ -6,19 +6,22 @@ contract's value range (noise is a harder case than photographs: larger activati
 outputs are clamped to the value range, as the runtime does, and compared. Errors are
 reported in output units and in levels of 255 (one level = one step of an 8-bit pixel).
 """
+
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
+import onnxruntime as ort
 import torch
 from torch import nn
 
-from realtime.core.errors import UserError
 from realtime.core.contract import IOContract
+from realtime.core.errors import UserError
+from realtime.core.torchscript_file import load_torchscript
 
 log = logging.getLogger(__name__)
 
@@ -34,35 +37,43 @@ class Check:
     batch: int
     height: int
     width: int
-    max_abs: float      # in the model's output units (0..255 or -1..1)
-    max_levels: float   # the same in levels of 255
+    max_abs: float  # in the model's output units (0..255 or -1..1)
+    max_levels: float  # the same in levels of 255
 
     def describe(self) -> str:
-        return (f"{self.batch}x{self.height}x{self.width}: max abs error {self.max_abs:.3g} "
-                f"(= {self.max_levels:.3g} levels of 255)")
+        return (
+            f"{self.batch}x{self.height}x{self.width}: max abs error {self.max_abs:.3g} "
+            f"(= {self.max_levels:.3g} levels of 255)"
+        )
 
 
 def _runner(path: Path) -> Callable[[np.ndarray], np.ndarray]:
     """A function running the exported file on float32 ``(B, 3, H, W)`` on the CPU."""
     if path.suffix.lower() == ".onnx":
-        import onnxruntime as ort
         try:
             session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own exception types
             raise UserError(f"onnxruntime cannot load the exported {path.name}: {str(exc)[:200]}") from None
         name = session.get_inputs()[0].name
         return lambda x: session.run(None, {name: x})[0]
-    from realtime.core.torchscript_file import load_torchscript
+
     module = load_torchscript(path, "cpu")[0]
 
     def run(x: np.ndarray) -> np.ndarray:
         with torch.inference_mode():
             return module(torch.from_numpy(x)).numpy()
+
     return run
 
 
-def verify_export(path: str | Path, reference: nn.Module, contract: IOContract,
-                  shapes: Sequence[tuple[int, int, int]], tolerance_levels: float, seed: int = 0) -> list[Check]:
+def verify_export(
+    path: str | Path,
+    reference: nn.Module,
+    contract: IOContract,
+    shapes: Sequence[tuple[int, int, int]],
+    tolerance_levels: float,
+    seed: int = 0,
+) -> list[Check]:
     """Run ``path`` and ``reference`` (eager, float32, CPU) on random ``(B, H, W)`` inputs and compare.
 
     Raises :class:`UserError` when any max abs error exceeds ``tolerance_levels`` (in levels
@@ -82,17 +93,23 @@ def verify_export(path: str | Path, reference: nn.Module, contract: IOContract,
         try:
             got = run(x.numpy())
         except Exception as exc:
-            raise UserError(f"the exported {path.name} fails at {batch}x3x{height}x{width}: "
-                            f"{str(exc).strip().splitlines()[0][:200]}") from None
+            raise UserError(
+                f"the exported {path.name} fails at {batch}x3x{height}x{width}: "
+                f"{str(exc).strip().splitlines()[0][:200]}"
+            ) from None
         if got.shape != expected.shape:
-            raise UserError(f"the exported {path.name} returns shape {got.shape} at {batch}x3x{height}x{width}, "
-                            f"expected {expected.shape}")
+            raise UserError(
+                f"the exported {path.name} returns shape {got.shape} at {batch}x3x{height}x{width}, "
+                f"expected {expected.shape}"
+            )
         max_abs = float(np.abs(np.clip(got, lo, hi) - expected).max())
         check = Check(batch, height, width, max_abs, max_abs * levels_per_unit)
         log.info("parity %s", check.describe())
         checks.append(check)
         if not np.isfinite(max_abs) or check.max_levels > tolerance_levels:
-            raise UserError(f"the exported {path.name} does not match PyTorch at {batch}x{height}x{width}: "
-                            f"max abs error {check.max_levels:.3g} levels of 255 > tolerance {tolerance_levels:g}; "
-                            "nothing was written")
+            raise UserError(
+                f"the exported {path.name} does not match PyTorch at {batch}x{height}x{width}: "
+                f"max abs error {check.max_levels:.3g} levels of 255 > tolerance {tolerance_levels:g}; "
+                "nothing was written"
+            )
     return checks

@@ -3,6 +3,7 @@
 ``realtime.cli.still`` calls :func:`stylize_image` for ``--method johnson`` and ``--method
 cyclegan``; the model is anything ``--model`` accepts (see :func:`realtime.backends.loader.load_stylizer`).
 """
+
 from __future__ import annotations
 
 import logging
@@ -10,9 +11,9 @@ import logging
 import numpy as np
 
 from realtime.backends.loader import load_stylizer
-from realtime.core.nets.families import family as family_named
 from realtime.core.errors import InvalidValue, UserError
 from realtime.core.images import resize_longer_side
+from realtime.core.nets.families import family as family_named
 from realtime.core.stylizer import Stylizer, apply_stages
 from realtime.stages import build_stages
 
@@ -29,10 +30,19 @@ def check_family(stylizer: Stylizer, family: str | None, model: str) -> None:
         raise InvalidValue("method", f"{family}: model {model!r} is a {actual} model, not a {family} model")
 
 
-def stylize_image(content_rgb: np.ndarray, model: str, *, size: int | None = None, strength: float = 1.0,
-                  preserve_color: bool = False, device: str = "auto", provider: str | None = None,
-                  input_range: str | None = None, family: str | None = None,
-                  stylizer: Stylizer | None = None) -> np.ndarray:
+def stylize_image(
+    content_rgb: np.ndarray,
+    model: str,
+    *,
+    size: int | None = None,
+    strength: float = 1.0,
+    preserve_color: bool = False,
+    device: str = "auto",
+    provider: str | None = None,
+    input_range: str | None = None,
+    family: str | None = None,
+    stylizer: Stylizer | None = None,
+) -> np.ndarray:
     """``(H, W, 3)`` uint8 RGB -> the stylised image, uint8 RGB, the size of the (resized) input.
 
     ``size`` resizes the longer side first. Any size works: the frame is padded to the
@@ -42,8 +52,12 @@ def stylize_image(content_rgb: np.ndarray, model: str, *, size: int | None = Non
     loaded one, to stylise many images without reloading ``model``.
     """
     stages = build_stages(strength, preserve_color).ordered
-    if not isinstance(content_rgb, np.ndarray) or content_rgb.dtype != np.uint8 or content_rgb.ndim != 3 \
-            or content_rgb.shape[2] != 3:
+    if (
+        not isinstance(content_rgb, np.ndarray)
+        or content_rgb.dtype != np.uint8
+        or content_rgb.ndim != 3
+        or content_rgb.shape[2] != 3
+    ):
         raise UserError("the content image must be an (H, W, 3) uint8 RGB array")
     if stylizer is None:
         stylizer = load_stylizer(model, device=device, provider=provider, input_range=input_range)

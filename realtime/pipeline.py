@@ -27,14 +27,16 @@ Ending a run:
   finalised and playable) and :class:`Interrupted` (a ``KeyboardInterrupt``) is raised with
   the statistics attached.
 """
+
 from __future__ import annotations
 
 import logging
 import queue
 import threading
 import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Protocol, Sequence
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -42,9 +44,9 @@ from realtime.core.stylizer import Stage, Stylizer
 
 log = logging.getLogger(__name__)
 
-JOIN_TIMEOUT_S = 10.0   # a worker stuck in a C call (a network read) is abandoned after this
-_POLL_S = 0.05          # queue waits wake this often to notice a stop request
-_END = object()         # end-of-stream marker on the queues
+JOIN_TIMEOUT_S = 10.0  # a worker stuck in a C call (a network read) is abandoned after this
+_POLL_S = 0.05  # queue waits wake this often to notice a stop request
+_END = object()  # end-of-stream marker on the queues
 
 
 @dataclass
@@ -65,10 +67,10 @@ class Frame:
 class FrameInfo:
     """What the sink receives with each stylised frame."""
 
-    index: int                 # 0-based position in the stream
-    source: np.ndarray         # the input frame (H, W, 3) uint8 RGB, e.g. for side-by-side
-    meta: Any                  # the source's Frame.meta
-    t_start: float             # perf_counter() when captured/read
+    index: int  # 0-based position in the stream
+    source: np.ndarray  # the input frame (H, W, 3) uint8 RGB, e.g. for side-by-side
+    meta: Any  # the source's Frame.meta
+    t_start: float  # perf_counter() when captured/read
     prepared: list[Any] = field(default_factory=list)
     styled: np.ndarray | None = None
 
@@ -76,11 +78,9 @@ class FrameInfo:
 class Sink(Protocol):
     """Where stylised frames go. ``close()`` finalises; ``abort()`` (optional) discards quickly."""
 
-    def write(self, frame: np.ndarray, info: FrameInfo) -> None:
-        ...
+    def write(self, frame: np.ndarray, info: FrameInfo) -> None: ...
 
-    def close(self) -> None:
-        ...
+    def close(self) -> None: ...
 
 
 class StopRun(Exception):
@@ -92,13 +92,13 @@ class RunStats:
     """Counts and busy time per stage, in seconds (summed over frames)."""
 
     frames: int = 0
-    seconds: float = 0.0       # wall time of the whole run
+    seconds: float = 0.0  # wall time of the whole run
     decode: float = 0.0
-    prepare: float = 0.0       # Stage.prepare on the decode thread
+    prepare: float = 0.0  # Stage.prepare on the decode thread
     infer: float = 0.0
-    post: float = 0.0          # Stage.__call__ on the calling thread
-    encode: float = 0.0        # sink.write
-    latency: float = 0.0       # summed capture/read -> written
+    post: float = 0.0  # Stage.__call__ on the calling thread
+    encode: float = 0.0  # sink.write
+    latency: float = 0.0  # summed capture/read -> written
     interrupted: bool = False
 
     @property
@@ -111,15 +111,19 @@ class RunStats:
 
     def per_frame_ms(self) -> dict[str, float]:
         n = max(1, self.frames)
-        parts = {"decode": self.decode, "prepare": self.prepare, "infer": self.infer,
-                 "post": self.post, "encode": self.encode}
+        parts = {
+            "decode": self.decode,
+            "prepare": self.prepare,
+            "infer": self.infer,
+            "post": self.post,
+            "encode": self.encode,
+        }
         return {k: 1000.0 * v / n for k, v in parts.items() if k != "prepare" or v > 5e-5 * n}
 
     def summary(self) -> str:
         """One line: frames, seconds, frames/s and the busy time per frame of each stage."""
         stages = ", ".join(f"{k} {v:.1f}" for k, v in self.per_frame_ms().items())
-        return (f"{self.frames} frames in {self.seconds:.1f} s ({self.fps:.1f} frames/s); "
-                f"ms per frame: {stages}")
+        return f"{self.frames} frames in {self.seconds:.1f} s ({self.fps:.1f} frames/s); ms per frame: {stages}"
 
 
 class Interrupted(KeyboardInterrupt):
@@ -157,8 +161,9 @@ def _as_sink(sink: Any) -> Any:
 class _Run:
     """The state shared by the three threads of one :func:`run`."""
 
-    def __init__(self, stylizer: Stylizer, stages: Sequence[Stage], queue_size: int, batch_size: int,
-                 live: bool = False) -> None:
+    def __init__(
+        self, stylizer: Stylizer, stages: Sequence[Stage], queue_size: int, batch_size: int, live: bool = False
+    ) -> None:
         if queue_size < 1 or batch_size < 1:
             raise ValueError("queue_size and batch_size must be at least 1")
         self.stylizer = stylizer
@@ -170,7 +175,7 @@ class _Run:
         self.errors: list[BaseException] = []
         self.stats = RunStats()
         self.live = live
-        self.taken = threading.Event()      # live mode: the model took the last frame handed over
+        self.taken = threading.Event()  # live mode: the model took the last frame handed over
 
     def fail(self, exc: BaseException) -> None:
         self.errors.append(exc)
@@ -217,7 +222,7 @@ class _Run:
                 if not self.put(self.q_in, info):
                     return
                 index += 1
-                if self.live:   # grab the next frame only when the model starts on this one: fresher
+                if self.live:  # grab the next frame only when the model starts on this one: fresher
                     while not self.taken.wait(_POLL_S):
                         if self.stop.is_set():
                             return
@@ -279,7 +284,7 @@ class _Run:
         t1 = time.perf_counter()
         try:
             sink.write(styled, info)
-        except StopRun:          # the frame was shown; then the user quit
+        except StopRun:  # the frame was shown; then the user quit
             self._count(t0, t1, info, None)
             raise
         self._count(t0, t1, info, progress)
@@ -295,9 +300,17 @@ class _Run:
             progress(stats)
 
 
-def run(source: Iterable[Any], stylizer: Stylizer, sink: Any, stages: Sequence[Stage] = (), *,
-        queue_size: int = 4, batch_size: int = 1, live: bool = False,
-        progress: Callable[[RunStats], None] | None = None) -> RunStats:
+def run(
+    source: Iterable[Any],
+    stylizer: Stylizer,
+    sink: Any,
+    stages: Sequence[Stage] = (),
+    *,
+    queue_size: int = 4,
+    batch_size: int = 1,
+    live: bool = False,
+    progress: Callable[[RunStats], None] | None = None,
+) -> RunStats:
     """Stylise every frame of ``source`` into ``sink``, with decode, inference and encode overlapped.
 
     ``source``: an iterable of ``(H, W, 3)`` uint8 RGB arrays or :class:`Frame` objects; its
@@ -313,8 +326,10 @@ def run(source: Iterable[Any], stylizer: Stylizer, sink: Any, stages: Sequence[S
     sink = _as_sink(sink)
     state = _Run(stylizer, stages, queue_size, batch_size, live)
     stats = state.stats
-    threads = [threading.Thread(target=state.decode, args=(source,), name="nst-decode", daemon=True),
-               threading.Thread(target=state.infer, name="nst-infer", daemon=True)]
+    threads = [
+        threading.Thread(target=state.decode, args=(source,), name="nst-decode", daemon=True),
+        threading.Thread(target=state.infer, name="nst-infer", daemon=True),
+    ]
     t_begin = time.perf_counter()
     interrupted = sink_failed = False
     for thread in threads:
@@ -336,11 +351,11 @@ def run(source: Iterable[Any], stylizer: Stylizer, sink: Any, stages: Sequence[S
         state.stop.set()
         _join(threads)
         if state.errors and isinstance(state.errors[0], KeyboardInterrupt):
-            interrupted = True      # Ctrl-C raised inside the stylizer or the source
+            interrupted = True  # Ctrl-C raised inside the stylizer or the source
             state.errors.pop(0)
         if interrupted and not state.errors:
             _drain(state, sink)
-    except KeyboardInterrupt:       # a second Ctrl-C while stopping: still finalise below
+    except KeyboardInterrupt:  # a second Ctrl-C while stopping: still finalise below
         interrupted = True
         state.stop.set()
     finally:

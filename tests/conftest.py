@@ -1,4 +1,5 @@
 """Shared test fixtures: small generated images, and a headless Qt for OpenCV."""
+
 from __future__ import annotations
 
 import os
@@ -17,6 +18,7 @@ SAMPLES = REPO / "samples"
 def one_torch_thread():
     """Tiny tensors: thread hand-offs would cost more than the work on a shared machine."""
     import torch
+
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     yield

@@ -1,4 +1,5 @@
 """Small random networks whose outputs span the whole value range (fresh ones return ~constant)."""
+
 from __future__ import annotations
 
 import torch

@@ -1,4 +1,5 @@
 """realtime.backends: ONNX Runtime and PyTorch stylizers, foreign ONNX files, providers, bad model files."""
+
 from __future__ import annotations
 
 import logging
@@ -9,17 +10,17 @@ import numpy as np
 import onnx
 import pytest
 import torch
+from lively_nets import lively_johnson
 from onnx import TensorProto, helper
 
 from export import export_model
 from realtime.backends import OnnxStylizer, TorchStylizer, choose_providers, is_torchscript, provider_name
-from realtime.core.frames import from_model_output, to_model_input
-from realtime.core.stylizer import Stylizer
 from realtime.core.checkpoint import save_checkpoint
-from realtime.core.errors import UserError
-from realtime.core.nets import TransformerNet
 from realtime.core.contract import cyclegan_contract, johnson_contract
-from lively_nets import lively_johnson
+from realtime.core.errors import UserError
+from realtime.core.frames import from_model_output, to_model_input
+from realtime.core.nets import TransformerNet
+from realtime.core.stylizer import Stylizer
 
 
 def max_diff(a: np.ndarray, b: np.ndarray) -> int:
@@ -32,8 +33,12 @@ def exported(tmp_path_factory) -> dict[str, Path]:
     folder = tmp_path_factory.mktemp("models")
     net = lively_johnson()
     ckpt = save_checkpoint(folder / "net.pth", net, johnson_contract(name="net"))
-    return {"net": net, "pth": ckpt, "onnx": export_model(ckpt, folder / "net.onnx").path,
-            "pt": export_model(ckpt, folder / "net.pt").path}
+    return {
+        "net": net,
+        "pth": ckpt,
+        "onnx": export_model(ckpt, folder / "net.onnx").path,
+        "pt": export_model(ckpt, folder / "net.pt").path,
+    }
 
 
 @pytest.fixture(scope="module")
@@ -43,8 +48,15 @@ def zoo_model(tmp_path_factory) -> tuple[Path, TransformerNet]:
     net = lively_johnson(seed=3)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(net, (torch.rand(1, 3, 224, 224) * 255,), str(path), dynamo=False, opset_version=9,
-                          input_names=["input1"], output_names=["output1"])
+        torch.onnx.export(
+            net,
+            (torch.rand(1, 3, 224, 224) * 255,),
+            str(path),
+            dynamo=False,
+            opset_version=9,
+            input_names=["input1"],
+            output_names=["output1"],
+        )
     assert not onnx.load(str(path)).metadata_props
     return path, net
 
@@ -192,7 +204,9 @@ def test_compile_failure_falls_back_to_eager(exported, rng, monkeypatch, caplog)
 
         def run(x):
             raise RuntimeError("no C++ compiler found")
+
         return run
+
     monkeypatch.setattr(torch, "compile", broken_compile)
     frame = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
     stylizer = TorchStylizer(exported["pth"], compile=True)

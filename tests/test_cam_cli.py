@@ -1,4 +1,5 @@
 """nst-cam without a window or camera: key handling, controls, sources, and headless runs."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -9,25 +10,37 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from video_clips import Invert, install_fake_models, make_clip, read_video
 
+from realtime.cli.cam import CamState, Controls, ModelCycle, check_display, handle_key, main
+from realtime.core.errors import UserError
+from realtime.core.stylizer import IdentityStylizer
 from realtime.io import sources
-from realtime.cli.cam import CamState, Controls, ModelCycle, Toggle, check_display, handle_key, main
-from realtime.pipeline import StopRun, run
 from realtime.io.sinks import ListSink, WindowSink
 from realtime.io.sources import CaptureSource
-from realtime.stages import PreserveColor, StrengthBlend
-from realtime.core.stylizer import IdentityStylizer
-from realtime.core.errors import UserError
-from video_clips import Invert, install_fake_models, make_clip, read_video
+from realtime.pipeline import StopRun, run
+from realtime.stages import PreserveColor, StrengthBlend, Toggle
 
 
 # -- keys --------------------------------------------------------------------------------------
-@pytest.mark.parametrize("key,change", [
-    ("n", {"model": 1}), ("p", {"model": 2}), ("+", {"strength": 0.6}), ("=", {"strength": 0.6}),
-    ("-", {"strength": 0.4}), ("c", {"preserve_color": True}), ("t", {"stabilize": True}),
-    (" ", {"side_by_side": True}), ("s", {"snapshots": 1}), ("q", {"quit": True}), (27, {"quit": True}),
-    ("x", {}), (-1, {}),
-])
+@pytest.mark.parametrize(
+    "key,change",
+    [
+        ("n", {"model": 1}),
+        ("p", {"model": 2}),
+        ("+", {"strength": 0.6}),
+        ("=", {"strength": 0.6}),
+        ("-", {"strength": 0.4}),
+        ("c", {"preserve_color": True}),
+        ("t", {"stabilize": True}),
+        (" ", {"side_by_side": True}),
+        ("s", {"snapshots": 1}),
+        ("q", {"quit": True}),
+        (27, {"quit": True}),
+        ("x", {}),
+        (-1, {}),
+    ],
+)
 def test_handle_key(key, change):
     state = CamState(models=3, strength=0.5)
     code = ord(key) if isinstance(key, str) else key
@@ -72,7 +85,7 @@ def test_controls_apply_keys_to_models_and_stages(tmp_path):
         controls.on_key(ord(key))
     assert models.index == 1 and models.name == "invert"
     assert blend.strength == pytest.approx(0.9) and color.enabled and stab.enabled
-    assert stab.stage.resets >= 1                      # switching models resets the stabiliser
+    assert stab.stage.resets >= 1  # switching models resets the stabiliser
     assert len(list(tmp_path.glob("nst-cam_invert_*.png"))) == 1
     assert "invert" in controls.status()[0]
     with pytest.raises(StopRun):
@@ -110,10 +123,10 @@ def test_window_sink_overlays_and_routes_keys(monkeypatch):
     frames = [np.full((40, 64, 3), 100, np.uint8) for _ in range(10)]
     stats = run(frames, Invert(), sink)
     assert stats.frames == 3 and pressed == [ord("n"), ord("q")]
-    assert shown[0].shape == (40, 128, 3)                 # side by side
+    assert shown[0].shape == (40, 128, 3)  # side by side
     assert np.array_equal(sink.last_frame, 255 - frames[0])
     plain = cv2.cvtColor(np.hstack([frames[0], 255 - frames[0]]), cv2.COLOR_RGB2BGR)
-    assert not np.array_equal(shown[0], plain)            # the fps/latency text is drawn
+    assert not np.array_equal(shown[0], plain)  # the fps/latency text is drawn
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the check applies to Linux")
@@ -121,7 +134,7 @@ def test_check_display():
     check_display({"DISPLAY": ":0"})
     with pytest.raises(UserError, match="--no-display"):
         check_display({})
-    if (Path(cv2.__file__).parent / "qt" / "plugins" / "platforms").is_dir():   # OpenCV's Qt build
+    if (Path(cv2.__file__).parent / "qt" / "plugins" / "platforms").is_dir():  # OpenCV's Qt build
         with pytest.raises(UserError, match="--no-display"):
             check_display({"QT_QPA_PLATFORM": "no-such-platform"})
 
@@ -150,7 +163,7 @@ class FakeCamera:
             return False, None
         self.n += 1
         img = np.zeros((48, 64, 3), np.uint8)
-        img[..., 0] = self.n % 256                      # BGR: blue carries the sequence number
+        img[..., 0] = self.n % 256  # BGR: blue carries the sequence number
         return True, img
 
     def release(self):
@@ -174,8 +187,8 @@ def test_live_source_hands_over_newest_frame_and_converts_to_rgb(monkeypatch):
         assert cams[0].props[cv2.CAP_PROP_BUFFERSIZE] == 1
         seen = []
         for frame in source:
-            seen.append(int(frame.image[0, 0, 2]))         # RGB now: the counter is in the blue (last)
-            time.sleep(0.03)                               # a slow model
+            seen.append(int(frame.image[0, 0, 2]))  # RGB now: the counter is in the blue (last)
+            time.sleep(0.03)  # a slow model
             if len(seen) == 6:
                 break
     assert seen == sorted(seen) and len(set(seen)) == 6
@@ -207,8 +220,7 @@ def test_headless_file_source_writes_n_frames(tmp_path, monkeypatch, capsys):
     install_fake_models(monkeypatch, lambda m: Invert())
     src = make_clip(tmp_path / "in.mp4", frames=30)
     out = tmp_path / "cam.mp4"
-    assert main(["--model", "x", "--source", str(src), "--no-display", "--output", str(out),
-                 "--max-frames", "12"]) == 0
+    assert main(["--model", "x", "--source", str(src), "--no-display", "--output", str(out), "--max-frames", "12"]) == 0
     clip = read_video(out)
     assert len(clip.frames) == 12 and (clip.width, clip.height) == (160, 90)
     assert clip.times == pytest.approx([i * 0.05 for i in range(12)])
@@ -221,8 +233,28 @@ def test_headless_file_source_drops_nothing(tmp_path, monkeypatch):
     install_fake_models(monkeypatch)
     src = make_clip(tmp_path / "in.mp4", frames=25, audio=None)
     out = tmp_path / "all.mp4"
-    assert main(["--model", "x", "--source", str(src), "--no-display", "-o", str(out), "--size", "80x46",
-                 "--model", "y", "--stabilize", "--strength", "0.5", "--preserve-color"]) == 0
+    assert (
+        main(
+            [
+                "--model",
+                "x",
+                "--source",
+                str(src),
+                "--no-display",
+                "-o",
+                str(out),
+                "--size",
+                "80x46",
+                "--model",
+                "y",
+                "--stabilize",
+                "--strength",
+                "0.5",
+                "--preserve-color",
+            ]
+        )
+        == 0
+    )
     clip = read_video(out)
     assert len(clip.frames) == 25 and (clip.width, clip.height) == (80, 46)
 

@@ -1,4 +1,5 @@
 """The CycleGAN generator against the authors' published layout, checked with an independent forward pass."""
+
 from __future__ import annotations
 
 import pytest
@@ -6,9 +7,9 @@ import torch
 import torch.nn.functional as F
 
 from realtime.core.checkpoint import load_model, load_state_dict_strict
-from train.cyclegan_model import init_weights, linear_decay
 from realtime.core.errors import UserError
 from realtime.core.nets.cyclegan import PatchDiscriminator, ResnetGenerator
+from train.cyclegan_model import init_weights, linear_decay
 
 torch.set_num_threads(1)
 
@@ -21,15 +22,23 @@ def authors_state_dict(ngf: int, n_blocks: int, seed: int = 0) -> dict[str, torc
     def t(*shape: int) -> torch.Tensor:
         return torch.randn(*shape, generator=g) * 0.1
 
-    sd = {"model.1.weight": t(ngf, 3, 7, 7), "model.1.bias": t(ngf),
-          "model.4.weight": t(2 * ngf, ngf, 3, 3), "model.4.bias": t(2 * ngf),
-          "model.7.weight": t(4 * ngf, 2 * ngf, 3, 3), "model.7.bias": t(4 * ngf)}
+    sd = {
+        "model.1.weight": t(ngf, 3, 7, 7),
+        "model.1.bias": t(ngf),
+        "model.4.weight": t(2 * ngf, ngf, 3, 3),
+        "model.4.bias": t(2 * ngf),
+        "model.7.weight": t(4 * ngf, 2 * ngf, 3, 3),
+        "model.7.bias": t(4 * ngf),
+    }
     for b in range(n_blocks):
         for j in (1, 5):  # [pad, conv, norm, relu, pad, conv, norm]
             sd[f"model.{10 + b}.conv_block.{j}.weight"] = t(4 * ngf, 4 * ngf, 3, 3)
             sd[f"model.{10 + b}.conv_block.{j}.bias"] = t(4 * ngf)
     u = 10 + n_blocks
-    sd[f"model.{u}.weight"], sd[f"model.{u}.bias"] = t(4 * ngf, 2 * ngf, 3, 3), t(2 * ngf)      # ConvTranspose: (in, out, k, k)
+    sd[f"model.{u}.weight"], sd[f"model.{u}.bias"] = (
+        t(4 * ngf, 2 * ngf, 3, 3),
+        t(2 * ngf),
+    )  # ConvTranspose: (in, out, k, k)
     sd[f"model.{u + 3}.weight"], sd[f"model.{u + 3}.bias"] = t(2 * ngf, ngf, 3, 3), t(ngf)
     sd[f"model.{u + 7}.weight"], sd[f"model.{u + 7}.bias"] = t(3, ngf, 7, 7), t(3)
     return sd
@@ -37,6 +46,7 @@ def authors_state_dict(ngf: int, n_blocks: int, seed: int = 0) -> dict[str, torc
 
 def reference_forward(sd: dict[str, torch.Tensor], x: torch.Tensor, n_blocks: int) -> torch.Tensor:
     """The authors' generator written with torch.nn.functional only."""
+
     def pad(h: torch.Tensor, p: int) -> torch.Tensor:
         return F.pad(h, (p, p, p, p), mode="reflect")
 

@@ -1,4 +1,5 @@
 """CycleGAN training end to end on two tiny generated domains: red squares (A) and blue discs (B)."""
+
 from __future__ import annotations
 
 import csv
@@ -22,8 +23,17 @@ from train.cyclegan_model import output_names
 
 torch.set_num_threads(1)
 REPO = Path(__file__).resolve().parents[1]
-TINY = dict(image_size=32, ngf=8, ndf=8, n_blocks=1, workers=0, device="cpu", progress=False,
-            sample_every=1000, checkpoint_every=1000)
+TINY = dict(
+    image_size=32,
+    ngf=8,
+    ndf=8,
+    n_blocks=1,
+    workers=0,
+    device="cpu",
+    progress=False,
+    sample_every=1000,
+    checkpoint_every=1000,
+)
 
 
 def make_domains(root: Path, n: int = 6) -> Path:
@@ -52,8 +62,16 @@ def read_log(path: Path) -> list[dict[str, float]]:
 
 def test_training_lowers_cycle_loss_and_writes_named_generators(domains, tmp_path):
     out = tmp_path / "run"
-    result = train(CycleGANConfig(dataset=str(domains), output=str(out), steps=30, log_every=5, command="pytest",
-                                  **{**TINY, "sample_every": 30}))
+    result = train(
+        CycleGANConfig(
+            dataset=str(domains),
+            output=str(out),
+            steps=30,
+            log_every=5,
+            command="pytest",
+            **{**TINY, "sample_every": 30},
+        )
+    )
     rows = read_log(out / "logs" / "log.csv")
     assert [r["step"] for r in rows] == [5, 10, 15, 20, 25, 30]
     cycle = [r["cycle_A"] + r["cycle_B"] for r in rows]
@@ -86,7 +104,9 @@ def test_resume_continues_exactly(domains, tmp_path):
     cfg = dict(dataset=str(domains), pool_size=2, log_every=2, epochs=1, epochs_decay=2, **TINY)
     straight = train(CycleGANConfig(output=str(tmp_path / "a"), steps=8, **cfg))
     train(CycleGANConfig(output=str(tmp_path / "b"), steps=4, **cfg))
-    resumed = train(CycleGANConfig(output=str(tmp_path / "b"), steps=8, resume=str(tmp_path / "b" / "state.pth"), **cfg))
+    resumed = train(
+        CycleGANConfig(output=str(tmp_path / "b"), steps=8, resume=str(tmp_path / "b" / "state.pth"), **cfg)
+    )
     assert resumed.model.lr == straight.model.lr < 2e-4  # the schedule continued into the decay
     a, b = _all_weights(straight), _all_weights(resumed)
     assert a.keys() == b.keys()
@@ -96,20 +116,35 @@ def test_resume_continues_exactly(domains, tmp_path):
     log_a, log_b = (read_log(tmp_path / d / "logs" / "log.csv") for d in "ab")
     assert [r["step"] for r in log_b] == [2, 4, 6, 8]  # the resumed run appended to the same CSV
     for row_a, row_b in zip(log_a, log_b):
-        assert {k: v for k, v in row_a.items() if k != "it_per_s"} == {k: v for k, v in row_b.items() if k != "it_per_s"}
+        assert {k: v for k, v in row_a.items() if k != "it_per_s"} == {
+            k: v for k, v in row_b.items() if k != "it_per_s"
+        }
 
 
 def test_bf16_channels_last_and_batches(domains, tmp_path):
-    result = train(CycleGANConfig(dataset=str(domains), output=str(tmp_path / "o"), steps=2, log_every=1,
-                                  amp="bf16", channels_last=True, batch_size=2, **TINY))
+    result = train(
+        CycleGANConfig(
+            dataset=str(domains),
+            output=str(tmp_path / "o"),
+            steps=2,
+            log_every=1,
+            amp="bf16",
+            channels_last=True,
+            batch_size=2,
+            **TINY,
+        )
+    )
     assert result.steps == 2 and all(np.isfinite(v) for v in result.losses.values())
 
 
 def test_unreadable_files_are_skipped_warned_once_and_counted(domains, tmp_path, caplog):
     (domains / "trainB" / "zz_broken.jpg").write_bytes(b"\xff\xd8 truncated")
     caplog.set_level("WARNING")
-    result = train(CycleGANConfig(dataset=str(domains), output=str(tmp_path / "o"), steps=21, log_every=7,
-                                  lambda_identity=0, **TINY))
+    result = train(
+        CycleGANConfig(
+            dataset=str(domains), output=str(tmp_path / "o"), steps=21, log_every=7, lambda_identity=0, **TINY
+        )
+    )
     assert result.bad_files == 1
     per_file = [r for r in caplog.records if "zz_broken.jpg" in r.getMessage() and "skipping" in r.getMessage()]
     assert len(per_file) == 1
@@ -124,9 +159,29 @@ def _cli(argv: list[str], capsys) -> tuple[int, list[str]]:
 @pytest.mark.parametrize("case", ["no_trainB", "empty_domain", "unknown_name", "missing_named", "fp16_cpu"])
 def test_bad_input_is_one_line(case, tmp_path, capsys):
     folder = make_domains(tmp_path / "set")
-    argv = ["--dataset", str(folder), "-o", str(tmp_path / "out"), "--device", "cpu", "--no-progress",
-            "--image-size", "32", "--ngf", "4", "--ndf", "4", "--n-blocks", "1", "--steps", "1", "--workers", "0",
-            "--data-root", str(tmp_path / "root")]
+    argv = [
+        "--dataset",
+        str(folder),
+        "-o",
+        str(tmp_path / "out"),
+        "--device",
+        "cpu",
+        "--no-progress",
+        "--image-size",
+        "32",
+        "--ngf",
+        "4",
+        "--ndf",
+        "4",
+        "--n-blocks",
+        "1",
+        "--steps",
+        "1",
+        "--workers",
+        "0",
+        "--data-root",
+        str(tmp_path / "root"),
+    ]
     if case == "no_trainB":
         for f in (folder / "trainB").iterdir():
             f.unlink()
@@ -139,14 +194,36 @@ def test_bad_input_is_one_line(case, tmp_path, capsys):
     else:
         argv += ["--amp", "fp16"]
     code, err = _cli(argv, capsys)
-    expected = {"no_trainB": "no trainB/", "empty_domain": "holds no images", "unknown_name": "neither a folder",
-                "missing_named": "--download", "fp16_cpu": "fp16 needs a CUDA"}[case]
+    expected = {
+        "no_trainB": "no trainB/",
+        "empty_domain": "holds no images",
+        "unknown_name": "neither a folder",
+        "missing_named": "--download",
+        "fp16_cpu": "fp16 needs a CUDA",
+    }[case]
     assert code == 2 and len(err) == 1 and err[0].startswith("error:") and expected in err[0], err
 
 
 def test_resume_with_other_blocks_or_without_flag_is_one_line(domains, tmp_path, capsys):
-    base = ["--dataset", str(domains), "-o", str(tmp_path / "out"), "--device", "cpu", "--no-progress",
-            "--image-size", "32", "--ngf", "4", "--ndf", "4", "--steps", "1", "--workers", "0"]
+    base = [
+        "--dataset",
+        str(domains),
+        "-o",
+        str(tmp_path / "out"),
+        "--device",
+        "cpu",
+        "--no-progress",
+        "--image-size",
+        "32",
+        "--ngf",
+        "4",
+        "--ndf",
+        "4",
+        "--steps",
+        "1",
+        "--workers",
+        "0",
+    ]
     assert main(base + ["--n-blocks", "2"]) == 0
     capsys.readouterr()
     code, err = _cli(base + ["--n-blocks", "1", "--steps", "2", "--resume"], capsys)
@@ -160,9 +237,32 @@ def test_resume_with_other_blocks_or_without_flag_is_one_line(domains, tmp_path,
 
 def test_ctrl_c_saves_state_and_generators(domains, tmp_path):
     out = tmp_path / "out"
-    cmd = [sys.executable, "-m", "train.cyclegan", "--dataset", str(domains), "-o", str(out), "--device", "cpu",
-           "--image-size", "32", "--ngf", "4", "--ndf", "4", "--n-blocks", "1", "--steps", "100000",
-           "--workers", "1", "--log-every", "1", "--no-progress"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "train.cyclegan",
+        "--dataset",
+        str(domains),
+        "-o",
+        str(out),
+        "--device",
+        "cpu",
+        "--image-size",
+        "32",
+        "--ngf",
+        "4",
+        "--ndf",
+        "4",
+        "--n-blocks",
+        "1",
+        "--steps",
+        "100000",
+        "--workers",
+        "1",
+        "--log-every",
+        "1",
+        "--no-progress",
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
@@ -186,12 +286,15 @@ def _has_rows(path: Path, n: int) -> bool:
 
 
 def _ddp_worker(rank: int, world: int, port: int, dataset: str, output: str, dump: str) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
-                      LOCAL_RANK=str(rank))
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank)
+    )
     torch.set_num_threads(1)
     result = train(CycleGANConfig(dataset=dataset, output=output, steps=3, log_every=1, batch_size=1, **TINY))
-    torch.save({k: v.clone() for k, v in _all_weights(result).items()} | {"steps": torch.tensor(result.steps)},
-               f"{dump}/rank{rank}.pth")
+    torch.save(
+        {k: v.clone() for k, v in _all_weights(result).items()} | {"steps": torch.tensor(result.steps)},
+        f"{dump}/rank{rank}.pth",
+    )
 
 
 def test_two_process_gloo_ddp(domains, tmp_path):

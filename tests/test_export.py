@@ -1,4 +1,5 @@
 """export: ONNX and TorchScript files from our checkpoints and the published layouts, verified against PyTorch."""
+
 from __future__ import annotations
 
 import json
@@ -9,17 +10,17 @@ import numpy as np
 import onnx
 import pytest
 import torch
+from lively_nets import lively_generator, lively_johnson
 
 from export import HalfPrecision, export_model
 from export.__main__ import main as export_main
-from realtime.core.onnx_file import CONTRACT_KEY, read_metadata
-from realtime.core.torchscript_file import load_torchscript
 from realtime.backends import OnnxStylizer, TorchStylizer
 from realtime.core.checkpoint import save_checkpoint
+from realtime.core.contract import IOContract, cyclegan_contract, johnson_contract
 from realtime.core.errors import UserError
 from realtime.core.nets import PatchDiscriminator, TransformerNet
-from realtime.core.contract import IOContract, cyclegan_contract, johnson_contract
-from lively_nets import lively_johnson, lively_generator
+from realtime.core.onnx_file import CONTRACT_KEY, read_metadata
+from realtime.core.torchscript_file import load_torchscript
 
 
 def eager_reference(net: torch.nn.Module, contract: IOContract, frame: np.ndarray) -> np.ndarray:
@@ -41,8 +42,12 @@ def max_diff(a: np.ndarray, b: np.ndarray) -> int:
 @pytest.fixture
 def johnson_ckpt(tmp_path: Path) -> tuple[Path, TransformerNet]:
     net = lively_johnson()
-    path = save_checkpoint(tmp_path / "starry.pth", net, johnson_contract(name="starry", style="starry.jpg"),
-                           meta={"style_weight": 1e10, "epochs": 2, "dataset": "coco-subset"})
+    path = save_checkpoint(
+        tmp_path / "starry.pth",
+        net,
+        johnson_contract(name="starry", style="starry.jpg"),
+        meta={"style_weight": 1e10, "epochs": 2, "dataset": "coco-subset"},
+    )
     return path, net
 
 

@@ -1,4 +1,5 @@
 """realtime.stages.flicker: the warping-error flicker score and its CLI (generated clips, CPU)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -6,18 +7,18 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from test_flow import shifted, texture
 
 from realtime.cli.flicker import main
+from realtime.core.errors import UserError
 from realtime.io.video_files import frames_of as read_frames
 from realtime.stages.flicker import flicker_score, flicker_scores
-from test_flow import shifted, texture
-from realtime.core.errors import UserError
 
 
 def moving_clip(frames: int = 10, h: int = 96, w: int = 128) -> list[np.ndarray]:
     """A textured scene panning by (2, 1) px per frame."""
     base = texture(h + 40, w + 40, seed=1)
-    return [shifted(base, 2.0 * t, 1.0 * t)[20:20 + h, 20:20 + w].copy() for t in range(frames)]
+    return [shifted(base, 2.0 * t, 1.0 * t)[20 : 20 + h, 20 : 20 + w].copy() for t in range(frames)]
 
 
 def noisy(frames: list[np.ndarray], sigma: float, seed: int = 0) -> list[np.ndarray]:
@@ -72,6 +73,7 @@ def write_folder(folder: Path, frames: list[np.ndarray]) -> Path:
 
 def write_video(path: Path, frames: list[np.ndarray]) -> Path:
     import av
+
     with av.open(str(path), "w") as container:
         stream = container.add_stream("ffv1", rate=10)  # lossless, so frames read back exactly
         stream.width, stream.height = frames[0].shape[1], frames[0].shape[0]

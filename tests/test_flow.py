@@ -1,12 +1,21 @@
 """realtime.stages.flow: DIS flow, warping, reliability masks (small generated images, CPU)."""
+
 from __future__ import annotations
 
 import cv2
 import numpy as np
 import pytest
 
-from realtime.stages.flow import (DisFlow, motion_boundary_mask, occlusion_mask, pixel_grid, resize_flow, to_grey,
-                           unreliable_mask, warp)
+from realtime.stages.flow import (
+    DisFlow,
+    motion_boundary_mask,
+    occlusion_mask,
+    pixel_grid,
+    resize_flow,
+    to_grey,
+    unreliable_mask,
+    warp,
+)
 
 
 def texture(h: int = 120, w: int = 160, seed: int = 0) -> np.ndarray:
@@ -15,8 +24,12 @@ def texture(h: int = 120, w: int = 160, seed: int = 0) -> np.ndarray:
     out = np.zeros((h, w, 3), np.float32)
     for cell, amp in ((3, 40), (9, 60), (27, 60)):
         small = rng.random((h // cell + 2, w // cell + 2, 3), np.float32)
-        out += amp * cv2.resize(small, (w + 2 * cell, h + 2 * cell), interpolation=cv2.INTER_CUBIC)[cell:cell + h,
-                                                                                                   cell:cell + w]
+        out += (
+            amp
+            * cv2.resize(small, (w + 2 * cell, h + 2 * cell), interpolation=cv2.INTER_CUBIC)[
+                cell : cell + h, cell : cell + w
+            ]
+        )
     return np.clip(out, 0, 255).astype(np.uint8)
 
 
@@ -52,7 +65,7 @@ def test_warp_by_integer_flow_is_an_exact_shift() -> None:
     flow = np.zeros((64, 80, 2), np.float32)
     np.testing.assert_array_equal(warp(a, flow), a)
     flow[..., 0], flow[..., 1] = 3.0, -2.0
-    out = warp(a, flow)                      # out(x, y) = a(x + 3, y - 2)
+    out = warp(a, flow)  # out(x, y) = a(x + 3, y - 2)
     np.testing.assert_array_equal(out[2:, :-3], a[:-2, 3:])
     grey = warp(to_grey(a), flow)
     assert grey.shape == (64, 80) and grey.dtype == np.uint8
@@ -63,11 +76,11 @@ def test_consistent_flows_have_no_occlusion_inside_the_frame() -> None:
     fwd[..., 0] = 2.0
     bwd = -fwd
     occ = occlusion_mask(fwd, bwd)
-    assert not occ[:, :-2].any()          # consistent
-    assert occ[:, -2:].all()              # these flow out of the frame
+    assert not occ[:, :-2].any()  # consistent
+    assert occ[:, -2:].all()  # these flow out of the frame
     assert not motion_boundary_mask(fwd).any()
     bad = bwd.copy()
-    bad[10:20, 10:20] = 3.0               # the backward flow does not undo the forward one here
+    bad[10:20, 10:20] = 3.0  # the backward flow does not undo the forward one here
     assert unreliable_mask(fwd, bad)[10:20, 8:18].all()
 
 

@@ -1,14 +1,25 @@
 """realtime.core.frames: value mapping, channel order, padding/cropping, fixed sizes, and the torch twin."""
+
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
 
-from realtime.core.frames import (Crop, check_frames, from_model_output, from_model_tensor, parse_input_range,
-                             pixel_mapping, plan, size_groups, to_model_input, to_model_tensor)
-from realtime.core.errors import UserError
 from realtime.core.contract import IOContract, cyclegan_contract, johnson_contract
+from realtime.core.errors import UserError
+from realtime.core.frames import (
+    Crop,
+    check_frames,
+    from_model_output,
+    from_model_tensor,
+    parse_input_range,
+    pixel_mapping,
+    plan,
+    size_groups,
+    to_model_input,
+    to_model_tensor,
+)
 
 CONTRACTS = {
     "johnson": johnson_contract(name="j"),

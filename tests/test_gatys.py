@@ -3,6 +3,7 @@
 Most tests use a tiny random stand-in encoder with VGG's layer names (fast, exercises the loop);
 one end-to-end test uses the real Caffe VGG19 at 64 px.
 """
+
 from __future__ import annotations
 
 import math
@@ -13,17 +14,28 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from realtime.core.gatys import (CONTENT_LAYER, LBFGS, STYLE_LAYERS, Adam, GatysConfig, GatysObjective, match_color,
-                            scale_sizes, steps_per_scale, style_size, stylize, to_rgb, to_tensor)
 from realtime.core.errors import UserError
+from realtime.core.gatys import (
+    CONTENT_LAYER,
+    LBFGS,
+    STYLE_LAYERS,
+    Adam,
+    GatysConfig,
+    GatysObjective,
+    match_color,
+    scale_sizes,
+    steps_per_scale,
+    style_size,
+    stylize,
+    to_rgb,
+    to_tensor,
+)
 from realtime.core.images import read_image
 from realtime.core.losses import gram
 from realtime.core.metrics import gram_distance
 
 CPU = torch.device("cpu")
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-
 
 
 ORDER = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu4_2", "relu5_1")
@@ -60,8 +72,14 @@ class TinyEncoder(nn.Module):
 def image(seed: int, h: int = 24, w: int = 32) -> np.ndarray:
     """A smooth random colour image ``(h, w, 3)`` uint8."""
     small = np.random.default_rng(seed).integers(0, 256, (h // 4, w // 4, 3)).astype(np.uint8)
-    return np.asarray(torch.nn.functional.interpolate(torch.from_numpy(small).permute(2, 0, 1)[None].float(),
-                      size=(h, w), mode="bilinear")[0].permute(1, 2, 0).round().byte())
+    return np.asarray(
+        torch.nn.functional.interpolate(
+            torch.from_numpy(small).permute(2, 0, 1)[None].float(), size=(h, w), mode="bilinear"
+        )[0]
+        .permute(1, 2, 0)
+        .round()
+        .byte()
+    )
 
 
 def test_steps_per_scale_halves_and_sums():
@@ -135,8 +153,7 @@ def test_blend_of_one_and_zero_equals_the_single_style():
     content, a, b = image(1), image(2), image(4)
     config = GatysConfig(steps=4, tv_weight=0.1)
     single = stylize(content, [a], TinyEncoder(), CPU, config)
-    blended = stylize(content, [a, b], TinyEncoder(), CPU,
-                      GatysConfig(steps=4, tv_weight=0.1, style_blend=(1.0, 0.0)))
+    blended = stylize(content, [a, b], TinyEncoder(), CPU, GatysConfig(steps=4, tv_weight=0.1, style_blend=(1.0, 0.0)))
     assert np.array_equal(single, blended)
 
 
@@ -167,19 +184,22 @@ def test_nan_loss_is_a_user_error():
         stylize(image(1), [image(2)], TinyEncoder(nan_after=3), CPU, GatysConfig(steps=5))
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    (dict(steps=0), "steps"),
-    (dict(optimizer="sgd"), "optimizer"),
-    (dict(init="photo"), "init"),
-    (dict(style_weight=-1.0), "style_weight"),
-    (dict(content_weight=0.0, style_weight=0.0), "nothing to optimise"),
-    (dict(scales=0), "scales"),
-    (dict(steps=2, scales=3), "scales"),
-    (dict(style_scale=0.0), "style_scale"),
-    (dict(style_blend=(1.0,)), "style_blend"),
-    (dict(style_blend=(1.0, -1.0)), "style_blend"),
-    (dict(lr=0.0), "lr"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(steps=0), "steps"),
+        (dict(optimizer="sgd"), "optimizer"),
+        (dict(init="photo"), "init"),
+        (dict(style_weight=-1.0), "style_weight"),
+        (dict(content_weight=0.0, style_weight=0.0), "nothing to optimise"),
+        (dict(scales=0), "scales"),
+        (dict(steps=2, scales=3), "scales"),
+        (dict(style_scale=0.0), "style_scale"),
+        (dict(style_blend=(1.0,)), "style_blend"),
+        (dict(style_blend=(1.0, -1.0)), "style_blend"),
+        (dict(lr=0.0), "lr"),
+    ],
+)
 def test_bad_settings_are_user_errors(kwargs, message):
     with pytest.raises(UserError, match=message):
         GatysConfig(**kwargs).check(n_styles=2)
@@ -187,15 +207,24 @@ def test_bad_settings_are_user_errors(kwargs, message):
 
 def test_end_to_end_with_vgg_moves_towards_the_style(samples):
     from realtime.core.nets.vgg import VGG19Features
+
     vgg = VGG19Features.caffe()
     content = read_image(samples / "content" / "tubingen.jpg", max_side=64)
     style = read_image(samples / "styles" / "starry_night.jpg", max_side=96)
 
     def style_distance(rgb: np.ndarray) -> float:
         h, w = rgb.shape[:2]
-        ref = to_tensor(np.asarray(torch.nn.functional.interpolate(
-            to_tensor(style, CPU), size=style_size(style.shape[:2], (h, w), 1.0), mode="area")[0]
-            .permute(1, 2, 0).round().byte()), CPU)
+        ref = to_tensor(
+            np.asarray(
+                torch.nn.functional.interpolate(
+                    to_tensor(style, CPU), size=style_size(style.shape[:2], (h, w), 1.0), mode="area"
+                )[0]
+                .permute(1, 2, 0)
+                .round()
+                .byte()
+            ),
+            CPU,
+        )
         with torch.no_grad():
             grams = {n: gram(f) for n, f in vgg(ref, STYLE_LAYERS).items()}
             return gram_distance(vgg(to_tensor(rgb, CPU), STYLE_LAYERS), grams)

@@ -1,4 +1,5 @@
 """The 50-image history pool behaves as in the paper and the authors' code."""
+
 from __future__ import annotations
 
 import pytest
@@ -33,9 +34,9 @@ def test_once_full_half_are_swapped_with_a_stored_image():
         got = ids(pool.query(image(i)))[0]
         after = sorted(ids(torch.stack(pool.images)))
         assert len(pool) == 50
-        if got == i:            # returned as is; the pool is untouched
+        if got == i:  # returned as is; the pool is untouched
             assert after == before
-        else:                   # an older image came back and the new one took its place
+        else:  # an older image came back and the new one took its place
             swapped += 1
             assert got in before and got < i
             assert after == sorted([x for x in before if x != got] + [i])

@@ -1,4 +1,5 @@
 """read_image turns every kind of still into RGB uint8 (H, W, 3); bad files give UserError."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -32,9 +33,9 @@ def test_grayscale_becomes_three_equal_channels(tmp_path, rng):
 
 def test_rgba_is_composited_on_white(tmp_path):
     rgba = np.zeros((2, 3, 4), np.uint8)
-    rgba[0, 0] = (200, 10, 20, 255)   # opaque: its own colour
-    rgba[0, 1] = (200, 10, 20, 0)     # transparent: white
-    rgba[0, 2] = (0, 0, 0, 128)       # half black over white: about mid grey
+    rgba[0, 0] = (200, 10, 20, 255)  # opaque: its own colour
+    rgba[0, 1] = (200, 10, 20, 0)  # transparent: white
+    rgba[0, 2] = (0, 0, 0, 128)  # half black over white: about mid grey
     Image.fromarray(rgba, "RGBA").save(tmp_path / "a.png")
     got = read_image(tmp_path / "a.png")
     check_rgb(got, (2, 3))
@@ -73,8 +74,8 @@ def test_16_bit_png_is_scaled_to_8_bit(tmp_path):
 
 
 def test_cmyk_jpeg_becomes_rgb(tmp_path):
-    img = Image.new("CMYK", (16, 8), (0, 0, 0, 0))            # no ink: white
-    img.paste((255, 0, 0, 0), (0, 0, 8, 8))                    # cyan on the left
+    img = Image.new("CMYK", (16, 8), (0, 0, 0, 0))  # no ink: white
+    img.paste((255, 0, 0, 0), (0, 0, 8, 8))  # cyan on the left
     img.save(tmp_path / "c.jpg", quality=95)
     assert Image.open(tmp_path / "c.jpg").mode == "CMYK"
     got = read_image(tmp_path / "c.jpg").astype(int)
@@ -95,8 +96,9 @@ def test_exif_orientation_is_applied(tmp_path, orientation, red_at):
     rotated = orientation in (6, 8)
     check_rgb(got.astype(np.uint8), (40, 20) if rotated else (20, 40))
     h, w = got.shape[:2]
-    probe = {"left": got[h // 2, 3], "right": got[h // 2, w - 4],
-             "top": got[3, w // 2], "bottom": got[h - 4, w // 2]}[red_at]
+    probe = {"left": got[h // 2, 3], "right": got[h // 2, w - 4], "top": got[3, w // 2], "bottom": got[h - 4, w // 2]}[
+        red_at
+    ]
     assert probe[0] > 200 and probe[1] < 60 and probe[2] < 60, (orientation, probe)
 
 

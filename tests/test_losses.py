@@ -94,8 +94,10 @@ def test_perceptual_loss_against_a_hand_computation():
     want_content = ((2 * output - 2 * content) ** 2).mean() / ((2 * content) ** 2).mean()
     g_out = [gram(output[i : i + 1])[0] for i in range(2)]
     g_style = [gram(s)[0] for s in styles]
-    per_sample = [((g_out[0] - g_style[1]) ** 2).mean() / (g_style[1] ** 2).mean(),
-                  ((g_out[1] - g_style[0]) ** 2).mean() / (g_style[0] ** 2).mean()]
+    per_sample = [
+        ((g_out[0] - g_style[1]) ** 2).mean() / (g_style[1] ** 2).mean(),
+        ((g_out[1] - g_style[0]) ** 2).mean() / (g_style[0] ** 2).mean(),
+    ]
     want_style = (per_sample[0] + per_sample[1]) / 2
     x = output / 255
     want_tv = (x[:, :, 1:] - x[:, :, :-1]).abs().mean() + (x[..., 1:] - x[..., :-1]).abs().mean()

@@ -3,6 +3,7 @@
 Published models are served by a local http.server on 127.0.0.1 from a temporary folder,
 so the real download path runs without internet.
 """
+
 from __future__ import annotations
 
 import functools
@@ -14,19 +15,26 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from lively_nets import lively_johnson
 
 from export import export_model
 from realtime.backends import OnnxStylizer, TorchStylizer
-from realtime.model_still import stylize_image
 from realtime.backends.loader import load_stylizer
-from realtime.core.model_zoo import (REGISTRY, PublishedModel, default_registry, format_model_table, list_models,
-                                     lookup, resolve_model)
 from realtime.core.checkpoint import save_checkpoint
+from realtime.core.contract import johnson_contract
 from realtime.core.download import sha256_of
 from realtime.core.errors import UserError
+from realtime.core.model_zoo import (
+    REGISTRY,
+    PublishedModel,
+    default_registry,
+    format_model_table,
+    list_models,
+    lookup,
+    resolve_model,
+)
 from realtime.core.nets import ResnetGenerator
-from realtime.core.contract import johnson_contract
-from lively_nets import lively_johnson
+from realtime.model_still import stylize_image
 
 
 class Server:
@@ -74,11 +82,19 @@ def setup(published, tmp_path, monkeypatch):
     server.requests.clear()
     monkeypatch.setenv("NST_CACHE", str(tmp_path / "cache"))
     registry = {
-        "toy-9": PublishedModel("toy-9", server.url + "toy-9.onnx", "johnson", "onnx", "test",
-                                sha256=sha256_of(root / "toy-9.onnx"), size=(root / "toy-9.onnx").stat().st_size),
+        "toy-9": PublishedModel(
+            "toy-9",
+            server.url + "toy-9.onnx",
+            "johnson",
+            "onnx",
+            "test",
+            sha256=sha256_of(root / "toy-9.onnx"),
+            size=(root / "toy-9.onnx").stat().st_size,
+        ),
         "toy_gan": PublishedModel("toy_gan", server.url + "toy_gan.pth", "cyclegan", "pth", "test"),
-        "mosaic": PublishedModel("mosaic", server.url + "saved_models.zip?dl=1", "johnson", "zip", "test",
-                                 member="mosaic.pth"),
+        "mosaic": PublishedModel(
+            "mosaic", server.url + "saved_models.zip?dl=1", "johnson", "zip", "test", member="mosaic.pth"
+        ),
     }
     weights = tmp_path / "weights"
     weights.mkdir()
@@ -88,13 +104,29 @@ def setup(published, tmp_path, monkeypatch):
 
 def test_registry_lists_the_published_models():
     zoo = ["mosaic-9", "candy-9", "rain-princess-9", "udnie-9", "pointilism-9"]
-    gans = ["horse2zebra", "zebra2horse", "monet2photo", "style_monet", "style_cezanne", "style_ukiyoe",
-            "style_vangogh", "summer2winter_yosemite", "winter2summer_yosemite", "apple2orange", "orange2apple",
-            "map2sat", "sat2map", "facades_label2photo", "iphone2dslr_flower"]
+    gans = [
+        "horse2zebra",
+        "zebra2horse",
+        "monet2photo",
+        "style_monet",
+        "style_cezanne",
+        "style_ukiyoe",
+        "style_vangogh",
+        "summer2winter_yosemite",
+        "winter2summer_yosemite",
+        "apple2orange",
+        "orange2apple",
+        "map2sat",
+        "sat2map",
+        "facades_label2photo",
+        "iphone2dslr_flower",
+    ]
     assert set(zoo + gans + ["mosaic", "candy", "rain-princess", "udnie"]) <= set(REGISTRY)
     assert all(REGISTRY[n].sha256 and REGISTRY[n].format == "onnx" for n in zoo)
     assert REGISTRY["mosaic-9"].url.endswith("fast_neural_style/model/mosaic-9.onnx")
-    assert REGISTRY["horse2zebra"].url == "http://efrosgans.eecs.berkeley.edu/cyclegan/pretrained_models/horse2zebra.pth"
+    assert (
+        REGISTRY["horse2zebra"].url == "http://efrosgans.eecs.berkeley.edu/cyclegan/pretrained_models/horse2zebra.pth"
+    )
     assert REGISTRY["rain-princess"].member == "rain_princess.pth" and "dropbox" in REGISTRY["udnie"].url
     assert lookup("Rain_Princess", REGISTRY).name == "rain-princess"
     assert all(m.licence for m in REGISTRY.values())
@@ -220,7 +252,8 @@ def test_load_stylizer_picks_the_backend(setup, tmp_path, rng):
     with pytest.raises(UserError, match="TensorrtExecutionProvider is not available"):
         load_stylizer(str(root / "toy-9.onnx"), provider="tensorrt")  # asked for by name: strict
     assert load_stylizer(str(root / "toy-9.onnx"), provider="tensorrt", strict_provider=False).providers == [
-        "CPUExecutionProvider"]
+        "CPUExecutionProvider"
+    ]
     assert load_stylizer(str(root / "toy-9.onnx"), device="cuda").providers == ["CPUExecutionProvider"]
 
 

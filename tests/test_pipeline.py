@@ -1,4 +1,5 @@
 """realtime.pipeline.run on lists of arrays: order, stages, errors, Ctrl-C, overlap."""
+
 from __future__ import annotations
 
 import threading
@@ -7,9 +8,9 @@ import time
 import numpy as np
 import pytest
 
-from realtime.pipeline import Frame, Interrupted, RunStats, StopRun, run
-from realtime.io.sinks import ListSink, TeeSink
 from realtime.core.stylizer import IdentityStylizer
+from realtime.io.sinks import ListSink, TeeSink
+from realtime.pipeline import Frame, Interrupted, RunStats, StopRun, run
 
 
 def frames(n: int = 40, h: int = 12, w: int = 16) -> list[np.ndarray]:
@@ -101,7 +102,7 @@ def test_error_in_stylizer_propagates_and_threads_stop():
     with pytest.raises(Boom, match="model failed"):
         run(frames(40), Bad(), sink)
     assert ids(sink.frames) == list(range(len(sink.frames))) and len(sink.frames) <= 5
-    assert sink.closed                    # the sink itself was fine: finalised, not aborted
+    assert sink.closed  # the sink itself was fine: finalised, not aborted
     time.sleep(0.05)
     assert threading.active_count() == before
 
@@ -156,7 +157,7 @@ def test_keyboard_interrupt_from_stylizer_finalises_sink():
         run(frames(40), CtrlC(), sink)
     assert isinstance(err.value, Interrupted)
     assert err.value.stats.interrupted and err.value.stats.frames == len(sink.frames)
-    assert ids(sink.frames) == list(range(10))        # every frame stylised before Ctrl-C is written
+    assert ids(sink.frames) == list(range(10))  # every frame stylised before Ctrl-C is written
     assert sink.closed and not sink.aborted
 
 
@@ -246,7 +247,7 @@ def test_live_mode_reads_a_frame_only_when_the_model_takes_the_last():
     sink = Stop()
     run(camera(), Slow(), sink, queue_size=1, live=True)
     assert ids(sink.frames) == list(range(8))
-    assert len(pulled) <= 8 + 2             # at most one queued and one being prepared
+    assert len(pulled) <= 8 + 2  # at most one queued and one being prepared
     pulled.clear()
     run(camera(), Slow(), Stop(), queue_size=4)
-    assert len(pulled) > 8 + 2              # without live mode the reader runs ahead
+    assert len(pulled) > 8 + 2  # without live mode the reader runs ahead

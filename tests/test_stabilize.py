@@ -1,18 +1,19 @@
 """realtime.stages.stabilize: the TemporalStabilizer stage (generated clips, CPU)."""
+
 from __future__ import annotations
 
-import threading
 import queue
+import threading
 
 import numpy as np
 import pytest
-
-from realtime.stages.flicker import flicker_score
-from realtime.stages.stabilize import TemporalStabilizer, check_stabilize
-from realtime.core.stylizer import Stage, apply_stages
 from test_flicker import moving_clip, noisy
 from test_flow import texture
+
 from realtime.core.errors import UserError
+from realtime.core.stylizer import Stage, apply_stages
+from realtime.stages.flicker import flicker_score
+from realtime.stages.stabilize import TemporalStabilizer, check_stabilize
 
 
 def run(stab: TemporalStabilizer, sources: list[np.ndarray], styled: list[np.ndarray]) -> list[np.ndarray]:
@@ -32,7 +33,7 @@ def square_clip(frames: int = 8, h: int = 128, w: int = 160, side: int = 40, ste
     for t in range(frames):
         frame = background.copy()
         x0, y0 = 20 + step * t, 44
-        frame[y0:y0 + side, x0:x0 + side] = square
+        frame[y0 : y0 + side, x0 : x0 + side] = square
         clip.append(frame)
         boxes.append((y0, x0))
     return clip, boxes
@@ -85,8 +86,8 @@ def test_a_hard_cut_resets_the_history() -> None:
     stab = TemporalStabilizer()
     out = run(stab, clip, styled)
     assert stab.cuts == 1
-    np.testing.assert_array_equal(out[6], styled[6])      # nothing blended across the cut
-    assert not np.array_equal(out[7], styled[7])          # blending resumes on the new scene
+    np.testing.assert_array_equal(out[6], styled[6])  # nothing blended across the cut
+    assert not np.array_equal(out[7], styled[7])  # blending resumes on the new scene
 
 
 def test_newly_uncovered_background_takes_the_current_frame() -> None:
@@ -95,7 +96,7 @@ def test_newly_uncovered_background_takes_the_current_frame() -> None:
     out = run(TemporalStabilizer(strength=1.0), clip, styled)
     side, step, margin = 40, 10, 3
     for t in range(2, len(clip)):
-        y0, x0 = boxes[t - 1]   # the square's place in the previous frame, uncovered at t
+        y0, x0 = boxes[t - 1]  # the square's place in the previous frame, uncovered at t
         region = (slice(y0 + margin, y0 + side - margin), slice(x0 + margin, x0 + step - margin))
         np.testing.assert_array_equal(out[t][region], styled[t][region])
     # while the static background far from the square is blended

@@ -3,6 +3,7 @@
 Only the gatys path runs for real; the model methods are checked for argument validation and
 for what they hand to ``realtime.model_still.stylize_image`` (a stand-in module here).
 """
+
 from __future__ import annotations
 
 import os
@@ -21,8 +22,6 @@ from realtime.core.images import read_image
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-
-
 @pytest.fixture
 def pics(tmp_path: Path) -> dict[str, Path]:
     rng = np.random.default_rng(0)
@@ -34,8 +33,7 @@ def pics(tmp_path: Path) -> dict[str, Path]:
 
 
 def gatys_args(pics, out, *extra):
-    return ["--content", str(pics["content"]), "--style", str(pics["style"]), "-o", str(out), "--device", "cpu",
-            *extra]
+    return ["--content", str(pics["content"]), "--style", str(pics["style"]), "-o", str(out), "--device", "cpu", *extra]
 
 
 def fails(capsys, argv, *fragments) -> str:
@@ -52,8 +50,9 @@ def fails(capsys, argv, *fragments) -> str:
 
 def test_gatys_still_writes_output_and_snapshots(capsys, pics, tmp_path):
     out = tmp_path / "new" / "folder" / "out.png"
-    code = still.main(gatys_args(pics, out, "--size", "32", "--steps", "3", "--snapshot-every", "1",
-                                 "--style-scale", "0.75"))
+    code = still.main(
+        gatys_args(pics, out, "--size", "32", "--steps", "3", "--snapshot-every", "1", "--style-scale", "0.75")
+    )
     assert code == 0
     assert "wrote" in capsys.readouterr().out
     rgb = read_image(out)
@@ -65,17 +64,39 @@ def test_gatys_still_writes_output_and_snapshots(capsys, pics, tmp_path):
 
 def test_two_styles_blend_scales_and_colour_preservation(capsys, pics, tmp_path):
     out = tmp_path / "mix.jpg"
-    argv = ["--method", "gatys", "--content", str(pics["content"]), "--style", str(pics["style"]),
-            str(pics["style2"]), "--style-blend", "0.7,0.3", "--scales", "2", "--steps", "3", "--size", "40",
-            "--preserve-color", "--optimizer", "adam", "--init", "noise", "--pooling", "avg", "-o", str(out)]
+    argv = [
+        "--method",
+        "gatys",
+        "--content",
+        str(pics["content"]),
+        "--style",
+        str(pics["style"]),
+        str(pics["style2"]),
+        "--style-blend",
+        "0.7,0.3",
+        "--scales",
+        "2",
+        "--steps",
+        "3",
+        "--size",
+        "40",
+        "--preserve-color",
+        "--optimizer",
+        "adam",
+        "--init",
+        "noise",
+        "--pooling",
+        "avg",
+        "-o",
+        str(out),
+    ]
     assert still.main(argv) == 0, capsys.readouterr().err
     assert read_image(out).shape == (30, 40, 3)
 
 
 def test_bad_input_is_one_line_and_exit_2(capsys, pics, tmp_path):
     out = tmp_path / "out.png"
-    fails(capsys, gatys_args(pics, out)[:1] + [str(tmp_path / "nope.jpg")] + gatys_args(pics, out)[2:],
-          "no such file")
+    fails(capsys, gatys_args(pics, out)[:1] + [str(tmp_path / "nope.jpg")] + gatys_args(pics, out)[2:], "no such file")
     text = tmp_path / "text.jpg"
     text.write_text("not an image")
     fails(capsys, ["--content", str(text), "--style", str(pics["style"]), "-o", str(out)], "not an image")
@@ -94,8 +115,22 @@ def test_bad_input_is_one_line_and_exit_2(capsys, pics, tmp_path):
     fails(capsys, gatys_args(pics, out, "--no-such-flag"), "unrecognized")
     fails(capsys, ["--content", str(pics["content"]), "-o", str(out)], "--style")
     fails(capsys, ["--method", "johnson", "--content", str(pics["content"]), "-o", str(out)], "--model")
-    fails(capsys, ["--method", "cyclegan", "--model", "m.onnx", "--content", str(pics["content"]), "-o", str(out),
-                   "--steps", "5"], "--steps")
+    fails(
+        capsys,
+        [
+            "--method",
+            "cyclegan",
+            "--model",
+            "m.onnx",
+            "--content",
+            str(pics["content"]),
+            "-o",
+            str(out),
+            "--steps",
+            "5",
+        ],
+        "--steps",
+    )
     assert not out.exists()
 
 
@@ -117,10 +152,8 @@ def test_zero_sized_image_is_refused(capsys, pics, tmp_path):
         Image.new("RGB", (0, 0)).save(empty)
     except (ValueError, SystemError, OSError):
         empty.write_bytes(zero_sized_png())  # PIL cannot write one; a hand-made header says 0x0
-    fails(capsys, ["--content", str(empty), "--style", str(pics["style"]), "-o", str(tmp_path / "o.png")],
-          str(empty))
-    fails(capsys, ["--content", str(pics["content"]), "--style", str(empty), "-o", str(tmp_path / "o.png")],
-          str(empty))
+    fails(capsys, ["--content", str(empty), "--style", str(pics["style"]), "-o", str(tmp_path / "o.png")], str(empty))
+    fails(capsys, ["--content", str(pics["content"]), "--style", str(empty), "-o", str(tmp_path / "o.png")], str(empty))
     assert not (tmp_path / "o.png").exists()
 
 
@@ -141,17 +174,18 @@ def test_torchvision_weights_offline_is_refused(capsys, pics, tmp_path, monkeypa
 
 def test_nan_loss_leaves_the_existing_output_alone(capsys, pics, tmp_path, monkeypatch):
     import realtime.core.gatys
+
     out = tmp_path / "keep.png"
     out.write_bytes(b"previous result")
-    monkeypatch.setattr(realtime.core.gatys.GatysObjective, "__call__",
-                        lambda self, image: (image * float("nan")).sum())
+    monkeypatch.setattr(
+        realtime.core.gatys.GatysObjective, "__call__", lambda self, image: (image * float("nan")).sum()
+    )
     assert still.main(gatys_args(pics, out, "--size", "32", "--steps", "2")) == 2
     lines = capsys.readouterr().err.strip().splitlines()  # the progress bar, then one error line
     assert [line for line in lines if line.startswith("error:")] == [lines[-1]]
     assert "loss became nan at step 1" in lines[-1]
     assert out.read_bytes() == b"previous result"
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["keep.png", "content.png", "style.png",
-                                                                 "style2.png"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["keep.png", "content.png", "style.png", "style2.png"])
 
 
 def fake_model_still(monkeypatch) -> list[dict]:
@@ -170,21 +204,60 @@ def fake_model_still(monkeypatch) -> list[dict]:
 def test_model_methods_hand_their_settings_to_model_still(capsys, pics, tmp_path, monkeypatch):
     calls = fake_model_still(monkeypatch)
     out = tmp_path / "m.png"
-    assert still.main(["--method", "cyclegan", "--model", "h2z.onnx", "--content", str(pics["content"]),
-                       "-o", str(out), "--strength", "0.5", "--input-range", "-1-1", "--device", "cpu",
-                       "--provider", "CPUExecutionProvider"]) == 0
-    assert calls[-1] == dict(shape=(24, 32, 3), model="h2z.onnx", size=None, strength=0.5, preserve_color=False,
-                             device="cpu", provider="CPUExecutionProvider", input_range="-1-1", family="cyclegan")
+    assert (
+        still.main(
+            [
+                "--method",
+                "cyclegan",
+                "--model",
+                "h2z.onnx",
+                "--content",
+                str(pics["content"]),
+                "-o",
+                str(out),
+                "--strength",
+                "0.5",
+                "--input-range",
+                "-1-1",
+                "--device",
+                "cpu",
+                "--provider",
+                "CPUExecutionProvider",
+            ]
+        )
+        == 0
+    )
+    assert calls[-1] == dict(
+        shape=(24, 32, 3),
+        model="h2z.onnx",
+        size=None,
+        strength=0.5,
+        preserve_color=False,
+        device="cpu",
+        provider="CPUExecutionProvider",
+        input_range="-1-1",
+        family="cyclegan",
+    )
     assert np.array_equal(read_image(out), 255 - read_image(pics["content"]))
-    assert still.main(["--model", "candy", "--content", str(pics["content"]), "-o", str(out), "--size", "64",
-                       "--preserve-color"]) == 0
+    assert (
+        still.main(
+            ["--model", "candy", "--content", str(pics["content"]), "-o", str(out), "--size", "64", "--preserve-color"]
+        )
+        == 0
+    )
     assert calls[-1]["family"] is None and calls[-1]["size"] == 64 and calls[-1]["preserve_color"] is True
     assert calls[-1]["strength"] == 1.0
     capsys.readouterr()
-    fails(capsys, ["--model", "candy", "--content", str(pics["content"]), "-o", str(out), "--strength", "1.5"],
-          "--strength")
-    fails(capsys, ["--model", str(pics["content"]), "--content", str(pics["style"]), "-o", str(pics["content"])],
-          "refusing to overwrite")
+    fails(
+        capsys,
+        ["--model", "candy", "--content", str(pics["content"]), "-o", str(out), "--strength", "1.5"],
+        "--strength",
+    )
+    fails(
+        capsys,
+        ["--model", str(pics["content"]), "--content", str(pics["style"]), "-o", str(pics["content"])],
+        "refusing to overwrite",
+    )
 
 
 def test_help_teaches_with_examples(capsys):
@@ -198,12 +271,21 @@ def test_help_teaches_with_examples(capsys):
 def test_gatys_path_imports_stay_lean(pics, tmp_path):
     """No onnx, OpenCV, torchvision or torch._dynamo (a torch.optim optimiser pulls it in) for a Gatys still."""
     import subprocess
-    code = ("import sys; from realtime.cli import still; "
-            f"rc = still.main(['--content', {str(pics['content'])!r}, '--style', {str(pics['style'])!r}, "
-            f"'--size', '32', '--steps', '2', '--device', 'cpu', '-o', {str(tmp_path / 'o.png')!r}]); "
-            "heavy = [m for m in ('torch._dynamo', 'cv2', 'onnx', 'onnxruntime', 'torchvision', 'av') "
-            "if m in sys.modules]; print('HEAVY', heavy); sys.exit(rc)")
-    done = subprocess.run([sys.executable, "-c", code], cwd=Path(still.__file__).parents[2], capture_output=True,
-                          text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=120)
+
+    code = (
+        "import sys; from realtime.cli import still; "
+        f"rc = still.main(['--content', {str(pics['content'])!r}, '--style', {str(pics['style'])!r}, "
+        f"'--size', '32', '--steps', '2', '--device', 'cpu', '-o', {str(tmp_path / 'o.png')!r}]); "
+        "heavy = [m for m in ('torch._dynamo', 'cv2', 'onnx', 'onnxruntime', 'torchvision', 'av') "
+        "if m in sys.modules]; print('HEAVY', heavy); sys.exit(rc)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=Path(still.__file__).parents[2],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     assert "HEAVY []" in done.stdout, done.stdout

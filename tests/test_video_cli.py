@@ -1,4 +1,5 @@
 """nst-video end to end on tiny generated clips (with audio), with stand-in models."""
+
 from __future__ import annotations
 
 import errno
@@ -11,10 +12,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from realtime.core.stylizer import IdentityStylizer
-from realtime.cli.video import main
 from video_clips import Invert, install_fake_models, make_clip, read_video
+
+from realtime.cli.video import main
+from realtime.core.stylizer import IdentityStylizer
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -111,7 +112,7 @@ def test_refuses_to_overwrite_without_force(tmp_path, clip, identity, capsys):
     assert "--force" in capsys.readouterr().err and out.read_bytes() == b"precious"
     assert main([str(clip), "-m", "x", "-o", str(out), "--force", "--no-progress"]) == 0
     assert len(read_video(out).frames) == 20
-    assert main([str(clip), "-m", "x", "-o", str(clip), "--force", "--no-progress"]) == 2   # never the input
+    assert main([str(clip), "-m", "x", "-o", str(clip), "--force", "--no-progress"]) == 2  # never the input
 
 
 def test_folder_of_inputs(tmp_path, identity):
@@ -153,7 +154,7 @@ def test_bad_inputs_exit_2_without_output(tmp_path, identity, capsys, case):
         path.write_bytes(os.urandom(4000))
     elif case == "truncated":
         whole = make_clip(tmp_path / "whole.mp4", frames=20)
-        out = tmp_path / "faststart.mp4"            # moov first: the cut falls in the frames
+        out = tmp_path / "faststart.mp4"  # moov first: the cut falls in the frames
         assert main([str(whole), "-m", "x", "-o", str(out), "--no-progress"]) == 0
         data = out.read_bytes()
         path.write_bytes(data[: len(data) * 2 // 3])
@@ -178,7 +179,7 @@ def test_bad_inputs_exit_2_without_output(tmp_path, identity, capsys, case):
     assert main([str(path), "-m", "x", "--no-progress"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error:") and len(err.splitlines()) == 1, err
-    assert set(tmp_path.iterdir()) == before                # nothing written, no temp file left
+    assert set(tmp_path.iterdir()) == before  # nothing written, no temp file left
 
 
 def test_read_only_output_folder(tmp_path, clip, identity, monkeypatch, capsys):
@@ -267,8 +268,14 @@ def test_sigint_subprocess_leaves_playable_file(tmp_path):
     marker = tmp_path / "marker"
     code = SLOW_MAIN.format(tests=str(REPO / "tests"), marker=str(marker))
     env = dict(os.environ, PYTHONPATH=str(REPO))
-    proc = subprocess.Popen([sys.executable, "-c", code, str(src), "-m", "slow", "-o", str(out), "--no-progress"],
-                            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, str(src), "-m", "slow", "-o", str(out), "--no-progress"],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 60
     while not marker.exists() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -298,11 +305,11 @@ def test_end_to_end_with_a_real_small_model(tmp_path, monkeypatch, backend):
     pytest.importorskip("realtime.core.model_zoo")
     monkeypatch.setenv("NST_CACHE", str(tmp_path / "cache"))
     extra = ["--backend", backend] if backend else []
+    import torch
+
     from realtime.core.checkpoint import save_checkpoint
     from realtime.core.contract import johnson_contract
     from realtime.core.nets import TransformerNet
-
-    import torch
 
     torch.manual_seed(0)
     model = save_checkpoint(tmp_path / "tiny.pth", TransformerNet.from_arch("small"), johnson_contract(name="tiny"))
@@ -315,6 +322,23 @@ def test_end_to_end_with_a_real_small_model(tmp_path, monkeypatch, backend):
     from realtime.cli.cam import main as cam_main
 
     rec = tmp_path / "cam.mp4"
-    assert cam_main(["--model", str(model), "--source", str(src), "--no-display", "-o", str(rec),
-                     "--max-frames", "4", "--device", "cpu", *extra]) == 0
+    assert (
+        cam_main(
+            [
+                "--model",
+                str(model),
+                "--source",
+                str(src),
+                "--no-display",
+                "-o",
+                str(rec),
+                "--max-frames",
+                "4",
+                "--device",
+                "cpu",
+                *extra,
+            ]
+        )
+        == 0
+    )
     assert len(read_video(rec).frames) == 4

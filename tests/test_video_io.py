@@ -1,4 +1,5 @@
 """realtime.io.video_files: probing, reading with timestamps, writing with rotation and remuxed audio."""
+
 from __future__ import annotations
 
 from fractions import Fraction
@@ -6,11 +7,11 @@ from fractions import Fraction
 import av
 import numpy as np
 import pytest
-
-from realtime.pipeline import FrameInfo
-from realtime.io.video_files import EncodeOptions, FrameTime, VideoWriter, choose_pix_fmt, probe, read_frames
-from realtime.core.errors import UserError
 from video_clips import frame_image, make_clip, read_video
+
+from realtime.core.errors import UserError
+from realtime.io.video_files import EncodeOptions, FrameTime, VideoWriter, choose_pix_fmt, probe, read_frames
+from realtime.pipeline import FrameInfo
 
 
 @pytest.fixture
@@ -48,12 +49,15 @@ def test_read_frames_past_the_end(clip):
         list(read_frames(probe(clip), start=30))
 
 
-@pytest.mark.parametrize("codec,size,want,pad", [
-    ("libx264", (334, 200), "yuv420p", (0, 0)),
-    ("libx264", (333, 199), "yuv444p", (0, 0)),     # odd: exact size in 4:4:4
-    ("mpeg4", (333, 199), "yuv420p", (1, 1)),       # no 4:4:4: pad one pixel
-    ("libx264rgb", (333, 199), "rgb24", (0, 0)),
-])
+@pytest.mark.parametrize(
+    "codec,size,want,pad",
+    [
+        ("libx264", (334, 200), "yuv420p", (0, 0)),
+        ("libx264", (333, 199), "yuv444p", (0, 0)),  # odd: exact size in 4:4:4
+        ("mpeg4", (333, 199), "yuv420p", (1, 1)),  # no 4:4:4: pad one pixel
+        ("libx264rgb", (333, 199), "rgb24", (0, 0)),
+    ],
+)
 def test_choose_pix_fmt(codec, size, want, pad):
     assert choose_pix_fmt(codec, *size) == (want, pad)
 
@@ -86,7 +90,7 @@ def test_writer_scales_small_frames_up_and_numbers_frames_without_meta(tmp_path,
     for i in range(5):
         writer.write(frame_image(i, 80, 46))
     writer.close()
-    writer.close()                                     # idempotent
+    writer.close()  # idempotent
     b = read_video(out)
     assert (b.width, b.height) == (160, 90) and b.times == pytest.approx([0, 0.05, 0.1, 0.15, 0.2])
     assert b.audio_seconds == []
@@ -128,7 +132,7 @@ def test_probe_bad_inputs(tmp_path):
         out.mux(stream.encode())
     with pytest.raises(UserError, match="no video stream"):
         probe(audio_only)
-    for name in ("empty.mp4", "empty.mkv"):          # a video track without a single frame
+    for name in ("empty.mp4", "empty.mkv"):  # a video track without a single frame
         empty = tmp_path / name
         with av.open(str(empty), "w") as out:
             vs = out.add_stream("libx264", rate=20)

@@ -3,15 +3,16 @@
 Also :func:`read_video` to read a clip back (frames, timestamps, rotation, audio duration) and a
 few stand-in stylizers, so the tests need no trained model, camera or GPU.
 """
+
 from __future__ import annotations
 
 import sys
 import time
 import types
+from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Sequence
 
 import av
 import numpy as np
@@ -27,13 +28,22 @@ def frame_image(i: int, width: int, height: int) -> np.ndarray:
     img[..., 1] = (y * 255 // max(1, height - 1)).astype(np.uint8)
     img[..., 2] = (i * 37) % 256
     bar = (i * 7) % max(1, width - 8)
-    img[:, bar:bar + 8] = 255
+    img[:, bar : bar + 8] = 255
     return img
 
 
-def make_clip(path: Path, *, width: int = 160, height: int = 90, frames: int = 20, fps: int = 20,
-              audio: str | None = "aac", rotation: int | None = None,
-              durations_ms: Sequence[int] | None = None, codec: str = "libx264") -> Path:
+def make_clip(
+    path: Path,
+    *,
+    width: int = 160,
+    height: int = 90,
+    frames: int = 20,
+    fps: int = 20,
+    audio: str | None = "aac",
+    rotation: int | None = None,
+    durations_ms: Sequence[int] | None = None,
+    codec: str = "libx264",
+) -> Path:
     """Write a clip; ``durations_ms`` (cycled) makes it variable frame rate (time base 1/1000)."""
     out = av.open(str(path), "w")
     vs = out.add_stream(codec, rate=fps)
@@ -106,8 +116,16 @@ def read_video(path: Path) -> Clip:
             total = sum(p.duration or 0 for p in c.demux(s) if p.dts is not None)
             audio.append(float(total * s.time_base))
             c.seek(0)
-    return Clip(frames, times, frames[0].shape[1] if frames else 0, frames[0].shape[0] if frames else 0,
-                rate, rotation, audio, codecs)
+    return Clip(
+        frames,
+        times,
+        frames[0].shape[1] if frames else 0,
+        frames[0].shape[0] if frames else 0,
+        rate,
+        rotation,
+        audio,
+        codecs,
+    )
 
 
 class SlowIdentity(IdentityStylizer):

@@ -11,6 +11,7 @@ and ``zebra2horse.pth``, or ``a2b.pth``/``b2a.pth``), ``state.pth`` to ``--resum
 A -> B checkpoint plus a ``training`` dict with everything else), ``logs/log.csv`` and
 ``samples/`` grids. Under ``torchrun`` each rank trains on its shard with DDP; rank 0 writes.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -21,79 +22,27 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from train import distributed
-from train.cyclegan_model import CycleGAN, load_run_state, save_run
-from train.data import default_data_root
-from realtime.core.devices import resolve_device
 from realtime.cli.common import cli_entry
-from realtime.core.errors import UserError
+from realtime.core.devices import resolve_device
+from realtime.core.errors import InvalidValue
+from train import distributed
+from train.cyclegan_model import CycleGAN, CycleGANConfig, load_run_state, save_run
+from train.data import default_data_root
 from train.runlog import RunLog, save_grid, to_uint8_images
 from train.state import restore_rng, seed_everything
 from train.unpaired import DATASETS, EpochBatchSampler, UnpairedDataset, resolve_dataset
 
 log = logging.getLogger(__name__)
 LOSS_NAMES = ("D_A", "G_A", "cycle_A", "idt_A", "D_B", "G_B", "cycle_B", "idt_B")
-
-
-@dataclass
-class CycleGANConfig:
-    """Everything a run depends on; stored in every checkpoint it writes (paths as strings)."""
-
-    dataset: str                      # a folder with trainA/ trainB/, or one of train.unpaired.DATASETS
-    output: str = "checkpoints/cyclegan"
-    data_root: str | None = None      # default: $NST_DATA_ROOT or the user cache
-    download: bool = False
-    epochs: int = 100                 # at the initial learning rate
-    epochs_decay: int = 100           # then linearly down to zero
-    steps: int | None = None          # stop after this many iterations (overrides the epoch count)
-    image_size: int = 256             # crop; images are first squashed to image_size * 286 / 256
-    batch_size: int = 1
-    ngf: int = 64
-    n_blocks: int = 9
-    ndf: int = 64
-    n_layers_d: int = 3
-    gan_mode: str = "lsgan"           # or "vanilla"
-    lr: float = 2e-4
-    beta1: float = 0.5
-    lambda_cycle: float = 10.0        # lambda_A = lambda_B
-    lambda_identity: float = 0.5      # fraction of lambda_cycle
-    pool_size: int = 50
-    amp: str = "off"                  # off, bf16 or fp16 (fp16 only on CUDA)
-    channels_last: bool = False
-    checkpoint_every: int = 1000
-    sample_every: int = 500
-    log_every: int = 20
-    resume: str | None = None         # path of a state file to continue from
-    seed: int = 0
-    device: str = "auto"
-    workers: int = 2
-    threads: int | None = None        # CPU threads for torch (default: torch's choice)
-    log_dir: str | None = None        # default: output/logs
-    progress: bool = True
-    command: str = ""                 # recorded in the checkpoints' provenance
-
-    def check(self) -> None:
-        for name in ("epochs", "epochs_decay", "image_size", "batch_size", "ngf", "ndf", "checkpoint_every",
-                     "sample_every", "log_every"):
-            if getattr(self, name) < (0 if name == "epochs_decay" else 1):
-                raise UserError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
-        if self.steps is not None and self.steps < 1:
-            raise UserError(f"--steps must be at least 1, got {self.steps}")
-        if self.image_size % 4:
-            raise UserError(f"--image-size must be a multiple of 4 (the generator downsamples twice), "
-                            f"got {self.image_size}")
-        if self.n_blocks < 0 or self.workers < 0 or self.pool_size < 0 or (self.threads or 0) < 0:
-            raise UserError("--n-blocks, --workers, --pool-size and --threads cannot be negative")
-        if self.amp not in ("off", "bf16", "fp16"):
-            raise UserError(f"--amp must be off, bf16 or fp16, got {self.amp!r}")
 
 
 @dataclass
@@ -118,7 +67,7 @@ class _StopFlag:
             raise KeyboardInterrupt
         self.set = True
 
-    def __enter__(self) -> "_StopFlag":
+    def __enter__(self) -> _StopFlag:
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGINT, signal.SIGTERM):
                 self._previous[sig] = signal.signal(sig, self._handle)
@@ -146,13 +95,17 @@ def train(cfg: CycleGANConfig) -> TrainResult:
 
 def _train(cfg: CycleGANConfig, info: distributed.DistInfo, device: torch.device) -> TrainResult:
     if cfg.amp == "fp16" and device.type != "cuda":
-        raise UserError("--amp fp16 needs a CUDA device; use --amp bf16 on the CPU")
+        raise InvalidValue("amp", "fp16 needs a CUDA device; use bf16 on the CPU")
     if cfg.amp == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
-        raise UserError("this GPU has no bfloat16 support; use --amp fp16")
+        raise InvalidValue("amp", "bf16: this GPU has no bfloat16 support; use fp16")
     out = Path(cfg.output)
     if cfg.resume is None and (out / "state.pth").exists():
-        raise UserError(f"{out} already holds a training state; add --resume to continue it, "
-                        "or choose another -o / delete state.pth")
+        raise InvalidValue(
+            "output",
+            f"{out} already holds a training state; continue it with {{resume}}, "
+            "or choose another output folder / delete state.pth",
+            mentions=("resume",),
+        )
     data_root = Path(cfg.data_root) if cfg.data_root else default_data_root()
     if info.is_main:  # rank 0 downloads while the others wait
         root = resolve_dataset(cfg.dataset, data_root, cfg.download, progress=cfg.progress)
@@ -174,25 +127,42 @@ def _train(cfg: CycleGANConfig, info: distributed.DistInfo, device: torch.device
         step, epoch, batch_pos = int(training["step"]), int(training["epoch"]), int(training["batch"])
         if info.world_size == 1:
             restore_rng(training["rng"])
-    sampler = EpochBatchSampler(len(dataset), cfg.batch_size, cfg.seed, info.rank, info.world_size,
-                                epoch, batch_pos)
+    sampler = EpochBatchSampler(len(dataset), cfg.batch_size, cfg.seed, info.rank, info.world_size, epoch, batch_pos)
     per_epoch = sampler.batches_per_epoch
     total = cfg.steps if cfg.steps is not None else (cfg.epochs + cfg.epochs_decay) * per_epoch
-    loader = DataLoader(dataset, batch_sampler=sampler, num_workers=cfg.workers, pin_memory=device.type == "cuda",
-                        worker_init_fn=_ignore_sigint if cfg.workers else None)
+    loader = DataLoader(
+        dataset,
+        batch_sampler=sampler,
+        num_workers=cfg.workers,
+        pin_memory=device.type == "cuda",
+        worker_init_fn=_ignore_sigint if cfg.workers else None,
+    )
     runlog = RunLog(cfg.log_dir or out / "logs", resume=cfg.resume is not None) if info.is_main else None
     if info.is_main:
-        log.info("%s: %d A and %d B images, %d iterations/epoch, training to step %d on %s%s",
-                 root, len(dataset.files_A), len(dataset.files_B), per_epoch, total, device,
-                 f" x{info.world_size}" if info.enabled else "")
+        log.info(
+            "%s: %d A and %d B images, %d iterations/epoch, training to step %d on %s%s",
+            root,
+            len(dataset.files_A),
+            len(dataset.files_B),
+            per_epoch,
+            total,
+            device,
+            f" x{info.world_size}" if info.enabled else "",
+        )
 
     bad_seen: set[tuple[str, int]] = set()
     window: dict[str, torch.Tensor] = {}
     last: dict[str, float] = {}
     outputs: dict[str, Path] = {}
     window_n, position, t0 = 0, (epoch, batch_pos), time.perf_counter()
-    bar = tqdm(total=total, initial=step, unit="it", dynamic_ncols=True, desc="cyclegan",
-               disable=not (cfg.progress and info.is_main))
+    bar = tqdm(
+        total=total,
+        initial=step,
+        unit="it",
+        dynamic_ncols=True,
+        desc="cyclegan",
+        disable=not (cfg.progress and info.is_main),
+    )
     iterator = iter(loader)
     with _StopFlag() as stop:
         try:
@@ -201,8 +171,9 @@ def _train(cfg: CycleGANConfig, info: distributed.DistInfo, device: torch.device
                 epoch, batch_index = int(batch["epoch"][0]), int(batch["batch"][0])
                 model.set_epoch(epoch)
                 _note_bad_files(batch, dataset, bad_seen)
-                losses, visuals = model.step(batch["A"].to(device, non_blocking=True),
-                                             batch["B"].to(device, non_blocking=True))
+                losses, visuals = model.step(
+                    batch["A"].to(device, non_blocking=True), batch["B"].to(device, non_blocking=True)
+                )
                 step += 1
                 position = (epoch, batch_index + 1) if batch_index + 1 < per_epoch else (epoch + 1, 0)
                 window = {k: window.get(k, 0) + v for k, v in losses.items()}
@@ -252,8 +223,10 @@ def _note_bad_files(batch: dict[str, Any], dataset: UnpairedDataset, seen: set[t
 
 def _save_samples(visuals: dict[str, torch.Tensor], path: Path) -> None:
     """A 2x3 grid of the batch's first images: real A, fake B, reconstructed A; real B, fake A, reconstructed B."""
-    rows = [[to_uint8_images(visuals[k][:1], (-1.0, 1.0))[0] for k in keys]
-            for keys in (("real_A", "fake_B", "rec_A"), ("real_B", "fake_A", "rec_B"))]
+    rows = [
+        [to_uint8_images(visuals[k][:1], (-1.0, 1.0))[0] for k in keys]
+        for keys in (("real_A", "fake_B", "rec_A"), ("real_B", "fake_A", "rec_B"))
+    ]
     save_grid(rows, path)
 
 
@@ -276,7 +249,7 @@ class _TqdmLogHandler(logging.Handler):
 EPILOG = """examples:
   python -m train.cyclegan --dataset horse2zebra --download -o checkpoints/horse2zebra
   python -m train.cyclegan --dataset horse2zebra --image-size 128 --ngf 32 --n-blocks 6 --steps 20000 --workers 2
-  python -m train.cyclegan --dataset ~/data/day2night -o runs/d2n --amp bf16 --channels-last    # folder with trainA/ trainB/
+  python -m train.cyclegan --dataset ~/data/day2night -o runs/d2n --amp bf16   # a folder with trainA/ trainB/
   python -m train.cyclegan --dataset horse2zebra -o checkpoints/horse2zebra --resume            # continue after Ctrl-C
   torchrun --nproc_per_node 4 -m train.cyclegan --dataset monet2photo -o checkpoints/monet2photo --amp bf16
 
@@ -287,25 +260,38 @@ Named datasets: """ + ", ".join(DATASETS)
 
 def build_parser() -> argparse.ArgumentParser:
     d = CycleGANConfig(dataset="")
-    p = argparse.ArgumentParser(prog="python -m train.cyclegan", epilog=EPILOG,
-                                formatter_class=argparse.RawDescriptionHelpFormatter,
-                                description="Train a pair of CycleGAN generators (Zhu et al. 2017) on two "
-                                            "unpaired image sets; defaults are the paper's recipe.")
+    p = argparse.ArgumentParser(
+        prog="python -m train.cyclegan",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Train a pair of CycleGAN generators (Zhu et al. 2017) on two "
+        "unpaired image sets; defaults are the paper's recipe.",
+    )
     p.add_argument("--dataset", required=True, help="folder with trainA/ and trainB/, or a named dataset")
     p.add_argument("-o", "--output", help="output folder (default: checkpoints/<dataset name>)")
-    p.add_argument("--data-root", help="where named datasets live, under cyclegan/<name> "
-                                       "(default: $NST_DATA_ROOT or ~/.cache/realtime-nst/data)")
+    p.add_argument(
+        "--data-root",
+        help="where named datasets live, under cyclegan/<name> (default: $NST_DATA_ROOT or ~/.cache/realtime-nst/data)",
+    )
     p.add_argument("--download", action="store_true", help="download a named dataset if it is missing")
     g = p.add_argument_group("schedule")
     g.add_argument("--epochs", type=int, default=d.epochs, help="epochs at the initial learning rate (%(default)s)")
     g.add_argument("--epochs-decay", type=int, default=d.epochs_decay, help="epochs of linear decay (%(default)s)")
-    g.add_argument("--steps", type=int, help="stop after this many iterations; the lr schedule stays per epoch, so for a "
-                   "short run with decay shrink --epochs and --epochs-decay instead")
+    g.add_argument(
+        "--steps",
+        type=int,
+        help="stop after this many iterations; the lr schedule stays per epoch, so for a "
+        "short run with decay shrink --epochs and --epochs-decay instead",
+    )
     g.add_argument("--lr", type=float, default=d.lr, help="Adam learning rate (%(default)s)")
     g.add_argument("--beta1", type=float, default=d.beta1, help="Adam beta1 (%(default)s)")
     g.add_argument("--batch-size", type=int, default=d.batch_size, help="images per domain per step (%(default)s)")
-    g.add_argument("--image-size", type=int, default=d.image_size,
-                   help="training crop (%(default)s); images are first resized to size*286/256")
+    g.add_argument(
+        "--image-size",
+        type=int,
+        default=d.image_size,
+        help="training crop (%(default)s); images are first resized to size*286/256",
+    )
     n = p.add_argument_group("networks and losses")
     n.add_argument("--ngf", type=int, default=d.ngf, help="generator width (%(default)s)")
     n.add_argument("--n-blocks", type=int, default=d.n_blocks, help="generator residual blocks: 9, or 6 (%(default)s)")
@@ -313,24 +299,45 @@ def build_parser() -> argparse.ArgumentParser:
     n.add_argument("--n-layers-d", type=int, default=d.n_layers_d, help="PatchGAN layers, 3 = 70x70 (%(default)s)")
     n.add_argument("--gan-mode", choices=("lsgan", "vanilla"), default=d.gan_mode)
     n.add_argument("--lambda-cycle", type=float, default=d.lambda_cycle, help="cycle-loss weight (%(default)s)")
-    n.add_argument("--lambda-identity", type=float, default=d.lambda_identity,
-                   help="identity-loss weight as a fraction of --lambda-cycle, 0 to disable (%(default)s)")
+    n.add_argument(
+        "--lambda-identity",
+        type=float,
+        default=d.lambda_identity,
+        help="identity-loss weight as a fraction of --lambda-cycle, 0 to disable (%(default)s)",
+    )
     n.add_argument("--pool-size", type=int, default=d.pool_size, help="history of fakes, 0 to disable (%(default)s)")
     r = p.add_argument_group("running")
     r.add_argument("--device", default=d.device, help="auto, cpu, cuda or cuda:N (%(default)s)")
-    r.add_argument("--amp", choices=("off", "bf16", "fp16"), default=d.amp,
-                   help="mixed precision: bf16 (CUDA or CPU) or fp16 with loss scaling (CUDA)")
+    r.add_argument(
+        "--amp",
+        choices=("off", "bf16", "fp16"),
+        default=d.amp,
+        help="mixed precision: bf16 (CUDA or CPU) or fp16 with loss scaling (CUDA)",
+    )
     r.add_argument("--channels-last", action="store_true", help="NHWC memory layout (faster with AMP on GPUs)")
     r.add_argument("--workers", type=int, default=d.workers, help="data-loading processes (%(default)s)")
-    r.add_argument("--threads", type=int, help="CPU threads for torch (default: all cores; on a busy "
-                                                 "machine fewer, even 1, can be much faster)")
+    r.add_argument(
+        "--threads",
+        type=int,
+        help="CPU threads for torch (default: all cores; on a busy machine fewer, even 1, can be much faster)",
+    )
     r.add_argument("--seed", type=int, default=d.seed)
-    r.add_argument("--resume", nargs="?", const="", metavar="STATE",
-                   help="continue from the output folder's state.pth (or the given state file)")
-    r.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every,
-                   help="save generators and state every N steps (%(default)s)")
-    r.add_argument("--sample-every", type=int, default=d.sample_every,
-                   help="save an image grid every N steps (%(default)s)")
+    r.add_argument(
+        "--resume",
+        nargs="?",
+        const="",
+        metavar="STATE",
+        help="continue from the output folder's state.pth (or the given state file)",
+    )
+    r.add_argument(
+        "--checkpoint-every",
+        type=int,
+        default=d.checkpoint_every,
+        help="save generators and state every N steps (%(default)s)",
+    )
+    r.add_argument(
+        "--sample-every", type=int, default=d.sample_every, help="save an image grid every N steps (%(default)s)"
+    )
     r.add_argument("--log-every", type=int, default=d.log_every, help="log averaged losses every N steps (%(default)s)")
     r.add_argument("--log-dir", help="CSV/TensorBoard folder (default: OUTPUT/logs)")
     r.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -348,13 +355,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     resume = None if args.resume is None else (args.resume or str(Path(output) / "state.pth"))
     fields = {f.name for f in dataclasses.fields(CycleGANConfig)}
     values = {k: v for k, v in vars(args).items() if k in fields}
-    cfg = CycleGANConfig(**{**values, "output": output, "resume": resume, "progress": not args.no_progress,
-                            "command": shlex.join(["python", "-m", "train.cyclegan", *argv])})
+    cfg = CycleGANConfig(
+        **{
+            **values,
+            "output": output,
+            "resume": resume,
+            "progress": not args.no_progress,
+            "command": shlex.join(["python", "-m", "train.cyclegan", *argv]),
+        }
+    )
     result = train(cfg)
     if result.outputs:
         names = ", ".join(str(p) for k, p in result.outputs.items() if k != "state")
-        print(f"trained {result.steps} steps ({result.epochs:.2f} epochs); wrote {names} "
-              f"and {result.outputs['state']} (for --resume)")
+        print(
+            f"trained {result.steps} steps ({result.epochs:.2f} epochs); wrote {names} "
+            f"and {result.outputs['state']} (for --resume)"
+        )
     return 0
 
 

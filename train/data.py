@@ -4,6 +4,7 @@ Samples are ``(3, S, S)`` float32 RGB in 0..255. An unreadable file never stops 
 the sample is replaced by the next readable one and its index reported, so the training
 loop can warn once per file and count them at the end (this works across worker processes).
 """
+
 from __future__ import annotations
 
 import logging
@@ -18,7 +19,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from realtime.core.download import cache_dir, download, extract_zip
-from realtime.core.errors import UserError
+from realtime.core.errors import InvalidValue, UserError
 from realtime.core.images import list_images, pil_to_rgb
 
 log = logging.getLogger(__name__)
@@ -123,9 +124,13 @@ def resolve_coco(data_root: Path, download_missing: bool, split: str = "train201
         return found
     url, size = COCO_ARCHIVES[split]
     if not download_missing:
-        raise UserError(f"MS-COCO training images not found under {data_root / 'coco'}; run again with "
-                        f"--download to fetch {url} (~{size / 1e9:.0f} GB), or unzip it there yourself, or pass "
-                        f"--data-root / ${DATA_ROOT_ENV}, or use --dataset DIR with any folder of photos")
+        raise InvalidValue(
+            "dataset",
+            f"coco: the MS-COCO training images are not under {data_root / 'coco'}; "
+            f"fetch {url} (~{size / 1e9:.0f} GB) with {{download}}, unzip it there yourself, point "
+            f"{{data_root}} or ${DATA_ROOT_ENV} elsewhere, or give any folder of photos",
+            mentions=("download", "data_root"),
+        )
     archive = download(url, data_root / "coco" / f"{split}.zip", expected_size=size, progress=progress)
     extract_zip(archive, data_root / "coco", progress=progress)
     archive.unlink()

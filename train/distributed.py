@@ -4,6 +4,7 @@
 :func:`setup` then joins the process group (NCCL on CUDA, gloo on CPU). Only rank 0 logs and
 writes files.
 """
+
 from __future__ import annotations
 
 import os

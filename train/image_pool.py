@@ -9,6 +9,7 @@ new one kept), and otherwise returned unchanged.
 The pool draws from its own ``torch.Generator``, so a run is reproducible and the pool's state
 (images and generator) is saved in the resumable state file.
 """
+
 from __future__ import annotations
 
 from typing import Any

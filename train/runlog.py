@@ -1,11 +1,12 @@
 """What a training run leaves to look at: a CSV log always, TensorBoard when installed, image grids."""
+
 from __future__ import annotations
 
 import csv
 import logging
 import math
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import numpy as np
 import torch
@@ -30,7 +31,8 @@ class RunLog:
         elif self.csv_path.exists():
             self.csv_path.unlink()
         try:
-            from torch.utils.tensorboard import SummaryWriter  # needs the tensorboard package
+            from torch.utils.tensorboard import SummaryWriter  # noqa: PLC0415 - optional (tensorboard package)
+
             self._tb = SummaryWriter(str(self.dir))
         except Exception:  # noqa: BLE001 - TensorBoard is optional
             self._tb = None
@@ -68,7 +70,7 @@ def save_grid(rows: Sequence[Sequence[np.ndarray]], path: str | Path, pad: int =
     for r, row in enumerate(rows):
         for c, img in enumerate(row):
             y, x = pad + r * (h + pad), pad + c * (w + pad)
-            grid[y:y + h, x:x + w] = img[:h, :w]
+            grid[y : y + h, x : x + w] = img[:h, :w]
     return write_image(path, grid)
 
 

@@ -1,4 +1,5 @@
 """Capture and restore random-number state, so ``--resume`` continues a run exactly."""
+
 from __future__ import annotations
 
 import random
@@ -9,8 +10,11 @@ import torch
 
 def capture_rng() -> dict[str, Any]:
     """Python, torch CPU and CUDA generator states, in types ``torch.load(weights_only=True)`` accepts."""
-    state: dict[str, Any] = {"python": list(random.getstate()[1]), "python_pos": random.getstate()[2],
-                             "torch": torch.get_rng_state()}
+    state: dict[str, Any] = {
+        "python": list(random.getstate()[1]),
+        "python_pos": random.getstate()[2],
+        "torch": torch.get_rng_state(),
+    }
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state

@@ -10,6 +10,7 @@ the epoch to the dataset with each index, so worker processes, ``--resume`` and 
 all see the same, reproducible stream. An unreadable file never stops training: the next readable
 one is used and the bad file's index reported in ``bad_A`` / ``bad_B`` (-1 when none).
 """
+
 from __future__ import annotations
 
 import difflib
@@ -17,24 +18,35 @@ import logging
 import math
 import random
 import re
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import torch
 from PIL import Image
 from torch.utils.data import Dataset, Sampler
 
-from train.data import DATA_ROOT_ENV
 from realtime.core.download import download, extract_zip
-from realtime.core.errors import UserError
+from realtime.core.errors import InvalidValue, UserError
 from realtime.core.images import list_images, pil_to_rgb
+from train.data import DATA_ROOT_ENV
 
 log = logging.getLogger(__name__)
 
 # The authors' datasets (pytorch-CycleGAN-and-pix2pix, datasets/download_cyclegan_dataset.sh).
-DATASETS = ("horse2zebra", "monet2photo", "summer2winter_yosemite", "apple2orange", "cezanne2photo",
-            "ukiyoe2photo", "vangogh2photo", "maps", "facades", "iphone2dslr_flower")
+DATASETS = (
+    "horse2zebra",
+    "monet2photo",
+    "summer2winter_yosemite",
+    "apple2orange",
+    "cezanne2photo",
+    "ukiyoe2photo",
+    "vangogh2photo",
+    "maps",
+    "facades",
+    "iphone2dslr_flower",
+)
 DATASET_URL = "https://efrosgans.eecs.berkeley.edu/cyclegan/datasets/{name}.zip"
 
 
@@ -48,8 +60,13 @@ def _has_domains(folder: Path) -> bool:
     return (folder / "trainA").is_dir() and (folder / "trainB").is_dir()
 
 
-def resolve_dataset(dataset: str, data_root: Path, download_missing: bool = False, progress: bool = True,
-                    url_template: str | None = None) -> Path:
+def resolve_dataset(
+    dataset: str,
+    data_root: Path,
+    download_missing: bool = False,
+    progress: bool = True,
+    url_template: str | None = None,
+) -> Path:
     """The folder holding ``trainA/`` and ``trainB/`` for ``dataset`` (a folder or one of :data:`DATASETS`).
 
     A named set is looked up under ``data_root/cyclegan/<name>``; if absent it is downloaded and
@@ -61,16 +78,23 @@ def resolve_dataset(dataset: str, data_root: Path, download_missing: bool = Fals
         return path
     if dataset not in DATASETS:
         hint = difflib.get_close_matches(dataset, DATASETS, n=1)
-        raise UserError(f"--dataset {dataset!r} is neither a folder nor a known dataset"
-                        + (f"; did you mean {hint[0]!r}?" if hint else "")
-                        + f" (known: {', '.join(DATASETS)}; or give a folder with trainA/ and trainB/)")
+        raise InvalidValue(
+            "dataset",
+            f"{dataset!r} is neither a folder nor a known dataset"
+            + (f"; did you mean {hint[0]!r}?" if hint else "")
+            + f" (known: {', '.join(DATASETS)}; or give a folder with trainA/ and trainB/)",
+        )
     folder = data_root / "cyclegan" / dataset
     if _has_domains(folder):
         return folder
     url = (url_template or DATASET_URL).format(name=dataset)
     if not download_missing:
-        raise UserError(f"dataset {dataset} not found under {folder}; run again with --download to fetch {url}, "
-                        f"or unzip it into {folder.parent} yourself, or pass --data-root / ${DATA_ROOT_ENV}")
+        raise InvalidValue(
+            "dataset",
+            f"{dataset} is not under {folder}; fetch {url} with {{download}}, unzip it "
+            f"into {folder.parent} yourself, or point {{data_root}} or ${DATA_ROOT_ENV} elsewhere",
+            mentions=("download", "data_root"),
+        )
     archive = download(url, data_root / "cyclegan" / f"{dataset}.zip", progress=progress)
     extract_zip(archive, data_root / "cyclegan", progress=progress)
     archive.unlink()
@@ -85,8 +109,10 @@ def domain_files(root: Path, split: str = "train") -> tuple[list[Path], list[Pat
     if missing:
         present = sorted(p.name + "/" for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
         shown = ", ".join(present[:6]) + (f", … ({len(present)} folders)" if len(present) > 6 else "")
-        raise UserError(f"{root} has no {' and no '.join(missing)} folder; an unpaired dataset needs {split}A/ "
-                        f"and {split}B/ (found: {shown or 'nothing'})")
+        raise UserError(
+            f"{root} has no {' and no '.join(missing)} folder; an unpaired dataset needs {split}A/ "
+            f"and {split}B/ (found: {shown or 'nothing'})"
+        )
     files = []
     for d in "AB":
         found = list_images(root / f"{split}{d}")
@@ -104,8 +130,15 @@ class UnpairedDataset(Dataset):
     unreadable file or -1).
     """
 
-    def __init__(self, root: str | Path, crop_size: int = 256, load_size: int | None = None, flip: bool = True,
-                 seed: int = 0, split: str = "train") -> None:
+    def __init__(
+        self,
+        root: str | Path,
+        crop_size: int = 256,
+        load_size: int | None = None,
+        flip: bool = True,
+        seed: int = 0,
+        split: str = "train",
+    ) -> None:
         self.root = Path(root)
         self.files_A, self.files_B = domain_files(self.root, split)
         self.crop_size = int(crop_size)
@@ -164,8 +197,16 @@ class EpochBatchSampler(Sampler):
     ``start_epoch``, batch ``start_batch``, so a resumed run sees exactly what it would have.
     """
 
-    def __init__(self, n: int, batch_size: int, seed: int = 0, rank: int = 0, world_size: int = 1,
-                 start_epoch: int = 0, start_batch: int = 0) -> None:
+    def __init__(
+        self,
+        n: int,
+        batch_size: int,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+        start_epoch: int = 0,
+        start_batch: int = 0,
+    ) -> None:
         self.n, self.batch_size, self.seed = int(n), int(batch_size), int(seed)
         self.rank, self.world_size = int(rank), int(world_size)
         self.start_epoch, self.start_batch = int(start_epoch), int(start_batch)
@@ -181,14 +222,14 @@ class EpochBatchSampler(Sampler):
         order = torch.randperm(self.n, generator=g).tolist()
         total = math.ceil(self.n / self.world_size) * self.world_size
         order += order[: total - self.n]
-        return order[self.rank::self.world_size]
+        return order[self.rank :: self.world_size]
 
     def __iter__(self) -> Iterator[list[tuple[int, int, int]]]:
         epoch, first = self.start_epoch, self.start_batch
         while True:
             share = self.epoch_indices(epoch)
             for b in range(first, self.batches_per_epoch):
-                yield [(epoch, b, i) for i in share[b * self.batch_size:(b + 1) * self.batch_size]]
+                yield [(epoch, b, i) for i in share[b * self.batch_size : (b + 1) * self.batch_size]]
             epoch, first = epoch + 1, 0
 
     def __len__(self) -> int:  # one epoch; the sampler itself never ends

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
 
 from realtime.backends.onnx_backend import OnnxStylizer
 from realtime.backends.torch_backend import TorchStylizer, is_torchscript
@@ -41,11 +41,21 @@ def _onnx_from_checkpoint(path: Path) -> Path:
     return target
 
 
-def load_stylizer(model: str | os.PathLike, *, device: str = "auto", provider: str | None = None,
-                  input_range: str | None = None, backend: str | None = None, strict_provider: bool | None = None,
-                  half: bool | None = None, compile: bool = False, progress: bool = True,
-                  registry: Mapping[str, PublishedModel] | None = None, weights_dirs: Sequence[Path] | None = None,
-                  cache: Path | None = None) -> Stylizer:
+def load_stylizer(
+    model: str | os.PathLike,
+    *,
+    device: str = "auto",
+    provider: str | None = None,
+    input_range: str | None = None,
+    backend: str | None = None,
+    strict_provider: bool | None = None,
+    half: bool | None = None,
+    compile: bool = False,
+    progress: bool = True,
+    registry: Mapping[str, PublishedModel] | None = None,
+    weights_dirs: Sequence[Path] | None = None,
+    cache: Path | None = None,
+) -> Stylizer:
     """The stylizer for ``--model`` (a path or a name; see :func:`resolve_model`).
 
     ``.onnx`` files run on ONNX Runtime: ``provider`` names an execution provider (missing:
@@ -79,8 +89,9 @@ def load_stylizer(model: str | os.PathLike, *, device: str = "auto", provider: s
     return stylizer
 
 
-def load_for_pipeline(model: str, *, device: str, provider: str | None = None, input_range: str | None = None,
-                      backend: str | None = None) -> Stylizer:
+def load_for_pipeline(
+    model: str, *, device: str, provider: str | None = None, input_range: str | None = None, backend: str | None = None
+) -> Stylizer:
     """Load ``--model`` for ``nst-video``/``nst-cam``; ``backend`` None picks the fastest here.
 
     On the CPU a ``.pth`` checkpoint runs through ONNX Runtime (exported once and cached by the
@@ -94,8 +105,11 @@ def load_for_pipeline(model: str, *, device: str, provider: str | None = None, i
             try:
                 return load_stylizer(path, device=device, input_range=input_range, backend="onnx")
             except (UserError, ImportError, RuntimeError) as exc:
-                log.warning("ONNX Runtime path unavailable for %s (%s); using PyTorch", path.name,
-                            " ".join(str(exc).split())[:160])
+                log.warning(
+                    "ONNX Runtime path unavailable for %s (%s); using PyTorch",
+                    path.name,
+                    " ".join(str(exc).split())[:160],
+                )
                 return load_stylizer(path, device=device, input_range=input_range, backend="torch")
         model = str(path)
     return load_stylizer(model, device=device, provider=provider, input_range=input_range, backend=backend)

@@ -6,30 +6,37 @@ Models written by ``python -m export`` carry their IO contract in the metadata k
 ``fixed_size`` and the batch size read from the input's shape; ``input_range`` overrides
 the assumed range. Pre/post-processing is :mod:`realtime.core.frames`.
 """
+
 from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import onnxruntime as ort
 
-from realtime.core.onnx_file import CONTRACT_KEY
-from realtime.core.frames import from_model_output, size_groups, to_model_input
-from realtime.core.errors import InvalidValue, UserError
 from realtime.core.contract import IOContract
+from realtime.core.download import cache_dir
+from realtime.core.errors import InvalidValue, UserError
+from realtime.core.frames import from_model_output, size_groups, to_model_input
 from realtime.core.nets.families import FAMILIES
+from realtime.core.onnx_file import CONTRACT_KEY
 
 log = logging.getLogger(__name__)
 
 AUTO_ORDER = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
 PROVIDER_ALIASES = {
-    "tensorrt": "TensorrtExecutionProvider", "trt": "TensorrtExecutionProvider",
-    "cuda": "CUDAExecutionProvider", "cpu": "CPUExecutionProvider",
-    "coreml": "CoreMLExecutionProvider", "dml": "DmlExecutionProvider", "directml": "DmlExecutionProvider",
-    "openvino": "OpenVINOExecutionProvider", "rocm": "ROCMExecutionProvider",
+    "tensorrt": "TensorrtExecutionProvider",
+    "trt": "TensorrtExecutionProvider",
+    "cuda": "CUDAExecutionProvider",
+    "cpu": "CPUExecutionProvider",
+    "coreml": "CoreMLExecutionProvider",
+    "dml": "DmlExecutionProvider",
+    "directml": "DmlExecutionProvider",
+    "openvino": "OpenVINOExecutionProvider",
+    "rocm": "ROCMExecutionProvider",
 }
 
 
@@ -41,8 +48,9 @@ def provider_name(name: str) -> str:
     return PROVIDER_ALIASES.get(key.lower(), key + "ExecutionProvider")
 
 
-def choose_providers(requested: str | Sequence[str] | None, available: Sequence[str],
-                     strict: bool = False) -> list[str]:
+def choose_providers(
+    requested: str | Sequence[str] | None, available: Sequence[str], strict: bool = False
+) -> list[str]:
     """Execution providers to try, best first; the CPU always ends the list.
 
     ``None``: TensorRT, CUDA, CPU, as far as ``available``. A requested provider that is
@@ -59,8 +67,9 @@ def choose_providers(requested: str | Sequence[str] | None, available: Sequence[
             continue
         message = f"ONNX Runtime provider {name} is not available here (available: {', '.join(available)})"
         if strict:
-            raise InvalidValue("provider", f"{name}: {message}; install onnxruntime-gpu for CUDA/TensorRT, "
-                               "or choose another provider")
+            raise InvalidValue(
+                "provider", f"{name}: {message}; install onnxruntime-gpu for CUDA/TensorRT, or choose another provider"
+            )
         log.warning("%s; falling back to %s", message, ", ".join(p for p in AUTO_ORDER if p in available))
     if not chosen:
         return [p for p in AUTO_ORDER if p in available]
@@ -71,7 +80,6 @@ def choose_providers(requested: str | Sequence[str] | None, available: Sequence[
 
 def _provider_options(name: str) -> dict[str, str]:
     if name == "TensorrtExecutionProvider":
-        from realtime.core.download import cache_dir
         options = {"trt_fp16_enable": "True"}
         cache = cache_dir("tensorrt")
         try:  # engines take minutes to build: keep them per model and input shape across runs
@@ -103,9 +111,16 @@ class OnnxStylizer:
     cores available). ``input_range``: ``(lo, hi)`` overriding the contract's value range.
     """
 
-    def __init__(self, path: str | os.PathLike, providers: str | Sequence[str] | None = None,
-                 threads: int | None = None, *, input_range: tuple[float, float] | None = None,
-                 strict: bool = False, name: str | None = None) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        providers: str | Sequence[str] | None = None,
+        threads: int | None = None,
+        *,
+        input_range: tuple[float, float] | None = None,
+        strict: bool = False,
+        name: str | None = None,
+    ) -> None:
         self.path = Path(path)
         if not self.path.is_file():
             raise UserError(f"no such model file: {self.path}")
@@ -118,19 +133,25 @@ class OnnxStylizer:
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         chosen = choose_providers(providers, ort.get_available_providers(), strict)
         try:
-            self.session = ort.InferenceSession(str(self.path), sess_options=options, providers=chosen,
-                                                provider_options=[_provider_options(p) for p in chosen])
+            self.session = ort.InferenceSession(
+                str(self.path),
+                sess_options=options,
+                providers=chosen,
+                provider_options=[_provider_options(p) for p in chosen],
+            )
         except Exception as exc:  # InvalidProtobuf, Fail, InvalidGraph, NoSuchFile … are not exported types
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise UserError(f"{self.path} is not a loadable ONNX model (corrupt or truncated?): "
-                            f"{first[:200]}") from None
+            raise UserError(
+                f"{self.path} is not a loadable ONNX model (corrupt or truncated?): {first[:200]}"
+            ) from None
         self.providers = self.session.get_providers()
         dropped = [p for p in chosen if p not in self.providers]
         if dropped:  # e.g. onnxruntime-gpu without the CUDA/cuDNN libraries it was built for
             message = f"{', '.join(dropped)} failed to start (missing GPU libraries?)"
             if strict and providers is not None:
-                raise UserError(f"{self.path.name}: {message}; running on {', '.join(self.providers)} instead "
-                                "was not allowed")
+                raise UserError(
+                    f"{self.path.name}: {message}; running on {', '.join(self.providers)} instead was not allowed"
+                )
             log.warning("%s: %s; running on %s", self.path.name, message, ", ".join(self.providers))
         log.info("%s runs on %s", self.path.name, ", ".join(self.providers))
         self._input, self._output = self._check_io()
@@ -142,12 +163,16 @@ class OnnxStylizer:
     def _check_io(self) -> tuple[ort.NodeArg, ort.NodeArg]:
         inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
         if len(inputs) != 1 or not outputs:
-            raise UserError(f"{self.path.name}: expected one image input and an output, found "
-                            f"{len(inputs)} inputs and {len(outputs)} outputs")
+            raise UserError(
+                f"{self.path.name}: expected one image input and an output, found "
+                f"{len(inputs)} inputs and {len(outputs)} outputs"
+            )
         arg = inputs[0]
         if len(arg.shape) != 4:
-            raise UserError(f"{self.path.name}: input {arg.name!r} has rank {len(arg.shape)} {arg.shape}; "
-                            "a style model takes a 4-D (N, 3, H, W) image batch")
+            raise UserError(
+                f"{self.path.name}: input {arg.name!r} has rank {len(arg.shape)} {arg.shape}; "
+                "a style model takes a 4-D (N, 3, H, W) image batch"
+            )
         if arg.type not in ("tensor(float)", "tensor(float16)"):
             raise UserError(f"{self.path.name}: input {arg.name!r} is {arg.type}; expected float32 or float16")
         return arg, outputs[0]
@@ -165,8 +190,10 @@ class OnnxStylizer:
         layout = contract.layout
         channels = self._input.shape[1] if layout == "NCHW" else self._input.shape[3]
         if isinstance(channels, int) and channels != 3:
-            raise UserError(f"{self.path.name}: input {self._input.name!r} has {channels} channels "
-                            f"{self._input.shape}; a style model takes 3 (RGB)")
+            raise UserError(
+                f"{self.path.name}: input {self._input.name!r} has {channels} channels "
+                f"{self._input.shape}; a style model takes 3 (RGB)"
+            )
         hw = self._input.shape[2:4] if layout == "NCHW" else self._input.shape[1:3]
         if _dim(hw[0]) and _dim(hw[1]):
             contract = contract.replace(fixed_size=(int(hw[0]), int(hw[1])))
@@ -185,7 +212,7 @@ class OnnxStylizer:
         for group in size_groups(frames):
             step = self.batch_size or len(group)
             for start in range(0, len(group), step):
-                idx = group[start:start + step]
+                idx = group[start : start + step]
                 chunk = [frames[i] for i in idx]
                 if self.batch_size:  # a fixed-batch model: fill the last run with copies
                     chunk += [chunk[-1]] * (step - len(chunk))

@@ -9,24 +9,31 @@ so in eager mode NHWC buys a transpose around every norm layer, whereas the comp
 the norm and keeps NHWC. ``compile`` uses ``torch.compile`` for one fixed resolution
 (CUDA graphs on CUDA) and falls back to eager if compilation fails.
 """
+
 from __future__ import annotations
 
 import logging
 import os
 import zipfile
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
-from realtime.core.torchscript_file import load_torchscript
-from realtime.core.frames import (check_frames, from_model_output, from_model_tensor, size_groups, to_model_input,
-                             to_model_tensor)
 from realtime.core.checkpoint import load_model
-from realtime.core.errors import InvalidValue, UserError
 from realtime.core.contract import IOContract, johnson_contract
+from realtime.core.errors import InvalidValue, UserError
+from realtime.core.frames import (
+    check_frames,
+    from_model_output,
+    from_model_tensor,
+    size_groups,
+    to_model_input,
+    to_model_tensor,
+)
+from realtime.core.torchscript_file import load_torchscript
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +47,7 @@ def is_torchscript(path: str | os.PathLike) -> bool:
         return False
 
 
-def load_torch_model(path: str | os.PathLike, device: torch.device
-                     ) -> tuple[nn.Module, IOContract, bool]:
+def load_torch_model(path: str | os.PathLike, device: torch.device) -> tuple[nn.Module, IOContract, bool]:
     """Load a TorchScript file or a checkpoint: ``(module, contract, scripted)``."""
     path = Path(path)
     if not path.is_file():
@@ -67,9 +73,16 @@ class TorchStylizer:
     None picks the defaults described in the module docstring.
     """
 
-    def __init__(self, model: nn.Module | str | os.PathLike, contract: IOContract | None = None,
-                 device: torch.device | str = "cpu", half: bool | None = None, channels_last: bool | None = None,
-                 compile: bool = False, name: str | None = None) -> None:
+    def __init__(
+        self,
+        model: nn.Module | str | os.PathLike,
+        contract: IOContract | None = None,
+        device: torch.device | str = "cpu",
+        half: bool | None = None,
+        channels_last: bool | None = None,
+        compile: bool = False,
+        name: str | None = None,
+    ) -> None:
         self.device = torch.device(device)
         cuda = self.device.type == "cuda"
         if isinstance(model, nn.Module):
@@ -112,6 +125,7 @@ class TorchStylizer:
                 log.warning("torch.compile failed (%s); running eagerly", str(exc).splitlines()[0][:160])
                 self._forward = module
                 return module(x)
+
         return forward
 
     def _pinned(self, attr: str, shape: tuple[int, ...]) -> torch.Tensor:
@@ -157,5 +171,7 @@ class TorchStylizer:
         return [f.numpy() for f in styled]
 
     def __repr__(self) -> str:
-        return (f"TorchStylizer({self.name!r}, device={self.device}, dtype={self.dtype}, "
-                f"channels_last={self.channels_last})")
+        return (
+            f"TorchStylizer({self.name!r}, device={self.device}, dtype={self.dtype}, "
+            f"channels_last={self.channels_last})"
+        )

@@ -7,6 +7,7 @@ the display (:mod:`realtime.pipeline`). ``--no-display --output FILE`` runs head
 Keys are handled by :func:`handle_key`, a pure function from (state, key) to the new state, so
 they are tested without a window; :class:`Controls` applies a state to the live objects.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -15,9 +16,10 @@ import itertools
 import os
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import cv2
 import numpy as np
@@ -35,10 +37,12 @@ from realtime.core.errors import UserError
 from realtime.core.files import atomic_path, ensure_not_an_input
 from realtime.core.images import write_image
 from realtime.pipeline import StopRun, run
-from realtime.stages import DEFAULT_STRENGTH, Toggle, build_stages
+from realtime.stages import DEFAULT_STRENGTH, build_stages
 
-KEYS_HELP = ("keys: n/p next/previous model, +/- strength, c colour preservation, t stabiliser, "
-             "s snapshot, space side by side, q/Esc quit")
+KEYS_HELP = (
+    "keys: n/p next/previous model, +/- strength, c colour preservation, t stabiliser, "
+    "s snapshot, space side by side, q/Esc quit"
+)
 STRENGTH_STEP = 0.1
 ESC = 27
 
@@ -127,12 +131,13 @@ class ModelCycle:
 class Controls:
     """Applies :class:`CamState` changes to the model cycle, the stages and the snapshot folder."""
 
-    def __init__(self, state: CamState, models: ModelCycle, blend: Any, color: Any, stabilizer: Any,
-                 snapshot_dir: Path) -> None:
+    def __init__(
+        self, state: CamState, models: ModelCycle, blend: Any, color: Any, stabilizer: Any, snapshot_dir: Path
+    ) -> None:
         self.state = state
         self.models, self.blend, self.color, self.stabilizer = models, blend, color, stabilizer
         self.snapshot_dir = snapshot_dir
-        self.window: Any = None          # the WindowSink, for snapshots of the last frame
+        self.window: Any = None  # the WindowSink, for snapshots of the last frame
         self.apply(state)
 
     def on_key(self, key: int) -> None:
@@ -147,7 +152,7 @@ class Controls:
         if state.model != self.models.index:
             self.models.index = state.model
             if self.stabilizer is not None:
-                self.stabilizer.reset()          # a new style is a scene cut for the stabiliser
+                self.stabilizer.reset()  # a new style is a scene cut for the stabiliser
         self.blend.strength = state.strength
         self.color.enabled = state.preserve_color
         if self.stabilizer is not None:
@@ -175,18 +180,34 @@ class Controls:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = OneLineParser(prog="nst-cam", description="Live style transfer from a camera, a stream or a video file.",
-                epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = OneLineParser(
+        prog="nst-cam",
+        description="Live style transfer from a camera, a stream or a video file.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--list-models", action=ListModelsAction)
-    p.add_argument("--model", "-m", action="append", required=True, metavar="PATH|NAME",
-                   help="a model; repeat to switch between several with n/p")
+    p.add_argument(
+        "--model",
+        "-m",
+        action="append",
+        required=True,
+        metavar="PATH|NAME",
+        help="a model; repeat to switch between several with n/p",
+    )
     p.add_argument("--source", default="0", help="camera index, video file or stream URL (default 0)")
     p.add_argument("--size", metavar="WxH", help="resize frames to this before the model (faster on CPU)")
     p.add_argument("--camera-size", metavar="WxH", help="ask the camera for this resolution")
     p.add_argument("--strength", type=number, default=1.0, help="0..1 blend with the original (default 1)")
     p.add_argument("--preserve-color", action="store_true", help="keep the original colours (key c)")
-    p.add_argument("--stabilize", nargs="?", const="default", type=strength_or_default, metavar="S",
-                   help="start with the flicker stabiliser on; S in 0..1 (key t toggles it)")
+    p.add_argument(
+        "--stabilize",
+        nargs="?",
+        const="default",
+        type=strength_or_default,
+        metavar="S",
+        help="start with the flicker stabiliser on; S in 0..1 (key t toggles it)",
+    )
     p.add_argument("--no-display", action="store_true", help="no window (servers, tests); use with --output")
     p.add_argument("--output", "-o", metavar="FILE", help="also record the stylised stream to this video file")
     p.add_argument("--force", "-f", action="store_true", help="overwrite --output if it exists")
@@ -211,8 +232,10 @@ def check_display(environ: dict | None = None) -> None:
     platform = (env.get("QT_QPA_PLATFORM") or "").split(":")[0]
     plugins = Path(cv2.__file__).parent / "qt" / "plugins" / "platforms"
     if platform and plugins.is_dir() and not any(plugins.glob(f"libq{platform}*")):
-        raise UserError(f"OpenCV's window toolkit has no {platform!r} platform here (QT_QPA_PLATFORM); "
-                        "run with --no-display (and --output FILE to record)")
+        raise UserError(
+            f"OpenCV's window toolkit has no {platform!r} platform here (QT_QPA_PLATFORM); "
+            "run with --no-display (and --output FILE to record)"
+        )
     if platform in ("", "xcb", "wayland") and not (env.get("DISPLAY") or env.get("WAYLAND_DISPLAY")):
         raise UserError("no display found; run with --no-display (and --output FILE to record)")
 
@@ -237,9 +260,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     stages = build_stages(args.strength, args.preserve_color, stabilize, stabilizer_available=True)
 
     # Lazy: the backends import torch and ONNX Runtime (about 2 s), which --help and bad input skip.
-    from realtime.backends.loader import load_for_pipeline
-    from realtime.core.devices import resolve_device
-    from realtime.io.sources import CameraLost, CaptureSource
+    from realtime.backends.loader import load_for_pipeline  # noqa: PLC0415
+    from realtime.core.devices import resolve_device  # noqa: PLC0415
+    from realtime.io.sources import CameraLost, CaptureSource  # noqa: PLC0415
 
     device = str(resolve_device(args.device))
     models = ModelCycle(
@@ -274,11 +297,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(
-    frames, models: ModelCycle, record_to: Path | None, stages: list, controls: Controls, args: argparse.Namespace, source
+    frames,
+    models: ModelCycle,
+    record_to: Path | None,
+    stages: list,
+    controls: Controls,
+    args: argparse.Namespace,
+    source,
 ) -> int:
     # Lazy: the sinks import OpenCV's GUI and PyAV, which a bad command line never needs.
-    from realtime.io.sinks import RecordingSink, TeeSink, WindowSink
-    from realtime.io.video_files import EncodeOptions
+    from realtime.io.sinks import RecordingSink, TeeSink, WindowSink  # noqa: PLC0415
+    from realtime.io.video_files import EncodeOptions  # noqa: PLC0415
 
     window = None
     if not args.no_display:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import functools
 import sys
-from typing import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from realtime.core.errors import InvalidValue, UserError, one_line
 from realtime.core.model_zoo import format_model_table, list_models

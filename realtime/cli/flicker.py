@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 from tqdm import tqdm
 
@@ -21,7 +21,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(
         prog="nst-flicker",
         description="Flicker score (warping error, Lai et al. 2018) of OUTPUT along the motion of INPUT, "
-                    "with INPUT's own score as the floor. Lower is steadier.")
+        "with INPUT's own score as the floor. Lower is steadier.",
+    )
     parser.add_argument("input", help="the source video (file or folder of frames)")
     parser.add_argument("output", help="the processed video, same frame count and size")
     return parser
@@ -30,8 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
 @cli_entry
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    frames = tqdm(frames_of(args.input), unit="frame", desc="flicker", leave=False,
-                  disable=not sys.stderr.isatty())
+    frames = tqdm(frames_of(args.input), unit="frame", desc="flicker", leave=False, disable=not sys.stderr.isatty())
     output_score, floor = flicker_scores(frames, frames_of(args.output), frames_of(args.input))
     print(f"flicker score  {output_score:.6f}   (warping error, RGB 0..1, DIS {SCORE_PRESET}; lower is steadier)")
     print(f"input floor    {floor:.6f}   (the same measure with the input as the output)")

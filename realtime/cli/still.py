@@ -9,28 +9,43 @@ Unless ``OMP_WAIT_POLICY`` is already set, the command sets it to ``PASSIVE`` be
 idle OpenMP threads then sleep instead of spinning, which on a machine shared with other work
 made a CPU run 4-7x faster in wall time (and costs little when the cores are free).
 """
+
 from __future__ import annotations
 
 import argparse
 import os
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
-
-from realtime.cli.common import ListModelsAction, OneLineParser, attach_dash_values, cli_entry
 from tqdm import tqdm
 
+from realtime.cli.common import ListModelsAction, OneLineParser, attach_dash_values, cli_entry
 from realtime.core.errors import UserError
 from realtime.core.files import ensure_not_an_input
 from realtime.core.images import IMAGE_SUFFIXES, read_image, write_image
 
 DEFAULT_GATYS_SIZE = 512
 # Flags that belong to one kind of method; argparse leaves them None unless given.
-GATYS_FLAGS = ("style", "steps", "optimizer", "content_weight", "style_weight", "tv_weight", "init",
-               "style_scale", "style_blend", "scales", "pooling", "vgg", "snapshot_every", "lr", "seed")
+GATYS_FLAGS = (
+    "style",
+    "steps",
+    "optimizer",
+    "content_weight",
+    "style_weight",
+    "tv_weight",
+    "init",
+    "style_scale",
+    "style_blend",
+    "scales",
+    "pooling",
+    "vgg",
+    "snapshot_every",
+    "lr",
+    "seed",
+)
 MODEL_FLAGS = ("model", "strength", "provider", "input_range")
 
 EPILOG = """examples:
@@ -59,16 +74,34 @@ only the stylised luminance (realtime.stages.color.preserve_color).
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = OneLineParser(prog="python -m realtime.still", description="Stylise one image: Gatys et al. optimisation "
-                "(any style image, slow) or a trained Johnson / CycleGAN model (fast).",
-                epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--method", metavar="gatys|FAMILY", help="gatys (default with --style), or the model family "
-                   "the --model must be (johnson, cyclegan, ...; default: taken from the model file)")
+    p = OneLineParser(
+        prog="python -m realtime.still",
+        description="Stylise one image: Gatys et al. optimisation "
+        "(any style image, slow) or a trained Johnson / CycleGAN model (fast).",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--method",
+        metavar="gatys|FAMILY",
+        help="gatys (default with --style), or the model family "
+        "the --model must be (johnson, cyclegan, ...; default: taken from the model file)",
+    )
     p.add_argument("--content", "-c", required=True, metavar="IMAGE", help="the photo to stylise")
-    p.add_argument("--output", "-o", required=True, metavar="IMAGE", help="output .png/.jpg/.webp/.bmp "
-                   "(folder created; written atomically; never over an input)")
-    p.add_argument("--size", type=int, metavar="PX", help="longer side of the output in pixels (gatys: "
-                   f"default {DEFAULT_GATYS_SIZE}; models: default the input's size)")
+    p.add_argument(
+        "--output",
+        "-o",
+        required=True,
+        metavar="IMAGE",
+        help="output .png/.jpg/.webp/.bmp (folder created; written atomically; never over an input)",
+    )
+    p.add_argument(
+        "--size",
+        type=int,
+        metavar="PX",
+        help="longer side of the output in pixels (gatys: "
+        f"default {DEFAULT_GATYS_SIZE}; models: default the input's size)",
+    )
     p.add_argument("--preserve-color", action="store_true", help="keep the content's colours (see below)")
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda or cuda:N (default auto)")
 
@@ -81,16 +114,33 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--style-weight", type=float, metavar="W", help="default 10")
     g.add_argument("--tv-weight", type=float, metavar="W", help="total-variation smoothing (default 1; 0 turns it off)")
     g.add_argument("--init", choices=("content", "noise"), help="start from the content (default) or noise")
-    g.add_argument("--style-scale", type=float, metavar="F", help="style image size relative to the content: 1 (default) "
-                   "gives it the content's pixel count, 2 twice its width and height")
+    g.add_argument(
+        "--style-scale",
+        type=float,
+        metavar="F",
+        help="style image size relative to the content: 1 (default) "
+        "gives it the content's pixel count, 2 twice its width and height",
+    )
     g.add_argument("--style-blend", metavar="W1,W2,...", help="weights of the style images (default equal)")
-    g.add_argument("--scales", type=int, metavar="N", help="coarse to fine over N scales, each twice the last; each finer "
-                   "scale gets half the steps of the one before (default 1)")
+    g.add_argument(
+        "--scales",
+        type=int,
+        metavar="N",
+        help="coarse to fine over N scales, each twice the last; each finer "
+        "scale gets half the steps of the one before (default 1)",
+    )
     g.add_argument("--pooling", choices=("max", "avg"), help="VGG pooling (default max)")
-    g.add_argument("--vgg", choices=("caffe", "torchvision"), help="VGG19 weights: caffe (the originals, "
-                   "offline; default) or torchvision (needs its download cache)")
-    g.add_argument("--snapshot-every", type=int, metavar="N", help="also save every N-th step beside the "
-                   "output as NAME.stepNNNN.EXT")
+    g.add_argument(
+        "--vgg",
+        choices=("caffe", "torchvision"),
+        help="VGG19 weights: caffe (the originals, offline; default) or torchvision (needs its download cache)",
+    )
+    g.add_argument(
+        "--snapshot-every",
+        type=int,
+        metavar="N",
+        help="also save every N-th step beside the output as NAME.stepNNNN.EXT",
+    )
     g.add_argument("--seed", type=int, metavar="N", help="random seed for --init noise (default 0)")
 
     m = p.add_argument_group("johnson / cyclegan")
@@ -155,11 +205,24 @@ def snapshot_path(output: Path, step: int) -> Path:
 def run_gatys(args: argparse.Namespace) -> np.ndarray:
     """Read the images, build VGG on the device, optimise; returns ``(H, W, 3)`` uint8."""
     # Lazy: realtime.core.gatys imports torch (see below).
-    from realtime.core.gatys import GatysConfig
+    from realtime.core.gatys import GatysConfig  # noqa: PLC0415
 
-    given = {name: getattr(args, name) for name in ("steps", "optimizer", "content_weight", "style_weight",
-                                                    "tv_weight", "init", "scales", "style_scale", "lr", "seed")
-             if getattr(args, name) is not None}
+    given = {
+        name: getattr(args, name)
+        for name in (
+            "steps",
+            "optimizer",
+            "content_weight",
+            "style_weight",
+            "tv_weight",
+            "init",
+            "scales",
+            "style_scale",
+            "lr",
+            "seed",
+        )
+        if getattr(args, name) is not None
+    }
     config = GatysConfig(**given, style_blend=parse_blend(args.style_blend), preserve_color=args.preserve_color)
     config.check(len(args.style))
     if args.snapshot_every is not None and args.snapshot_every < 1:
@@ -168,18 +231,18 @@ def run_gatys(args: argparse.Namespace) -> np.ndarray:
     styles = [read_image(path) for path in args.style]
 
     # Lazy: these import torch; OMP_WAIT_POLICY must be set before that (see main), and --help skips it.
-    import torch
+    import torch  # noqa: PLC0415
 
-    from realtime.core.devices import resolve_device
-    from realtime.core.gatys import stylize
-    from realtime.core.nets.vgg import VGG19Features
+    from realtime.core.devices import resolve_device  # noqa: PLC0415
+    from realtime.core.gatys import stylize  # noqa: PLC0415
+    from realtime.core.nets.vgg import VGG19Features  # noqa: PLC0415
 
     device = resolve_device(args.device)
     torch.manual_seed(config.seed)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # one fixed shape per scale
     pooling = args.pooling or "max"
-    vgg = (VGG19Features.torchvision(pooling) if args.vgg == "torchvision" else VGG19Features.caffe(pooling))
+    vgg = VGG19Features.torchvision(pooling) if args.vgg == "torchvision" else VGG19Features.caffe(pooling)
     vgg = vgg.to(device)
     output = Path(args.output)
     bar = tqdm(total=config.steps, desc="gatys", unit="step", dynamic_ncols=True)
@@ -199,16 +262,24 @@ def run_gatys(args: argparse.Namespace) -> np.ndarray:
 def run_model(args: argparse.Namespace, method: str) -> np.ndarray:
     """Run a trained Johnson or CycleGAN model once over the content image."""
     # Lazy: the backends import torch; OMP_WAIT_POLICY must be set before that (see main).
-    from realtime.core.devices import resolve_device
-    from realtime.model_still import stylize_image
-    from realtime.stages import check_strength
+    from realtime.core.devices import resolve_device  # noqa: PLC0415
+    from realtime.model_still import stylize_image  # noqa: PLC0415
+    from realtime.stages import check_strength  # noqa: PLC0415
 
     strength = check_strength(args.strength if args.strength is not None else 1.0)
     content = read_image(args.content)
     device = resolve_device(args.device)
-    return stylize_image(content, args.model, size=args.size, strength=strength,
-                         preserve_color=args.preserve_color, device=str(device), provider=args.provider,
-                         input_range=args.input_range, family=None if method == "model" else method)
+    return stylize_image(
+        content,
+        args.model,
+        size=args.size,
+        strength=strength,
+        preserve_color=args.preserve_color,
+        device=str(device),
+        provider=args.provider,
+        input_range=args.input_range,
+        family=None if method == "model" else method,
+    )
 
 
 @cli_entry

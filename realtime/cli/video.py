@@ -4,14 +4,15 @@ Decoding (PyAV), the model and encoding run at once in three threads (:mod:`real
 Every frame keeps its timestamp (variable frame rate too), the frame rate and the rotation
 metadata are copied, and the audio streams are remuxed untouched (no re-encoding).
 """
+
 from __future__ import annotations
 
 import argparse
 import os
 import re
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import av
 from tqdm import tqdm
@@ -57,19 +58,41 @@ Ctrl-C stops early and keeps a playable file with the frames done so far under t
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = OneLineParser(prog="nst-video", description="Stylise video files with a fast style or CycleGAN model.",
-                epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = OneLineParser(
+        prog="nst-video",
+        description="Stylise video files with a fast style or CycleGAN model.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="video files, or folders of them")
     p.add_argument("--list-models", action=ListModelsAction)
-    p.add_argument("--model", "-m", required=True, metavar="PATH|NAME", help="checkpoint, TorchScript or ONNX file, or a model name")
-    p.add_argument("--output", "-o", metavar="PATH", help="output file (one input) or folder "
-                   "(default: <input stem>_<model>.mp4 beside each input)")
+    p.add_argument(
+        "--model",
+        "-m",
+        required=True,
+        metavar="PATH|NAME",
+        help="checkpoint, TorchScript or ONNX file, or a model name",
+    )
+    p.add_argument(
+        "--output",
+        "-o",
+        metavar="PATH",
+        help="output file (one input) or folder (default: <input stem>_<model>.mp4 beside each input)",
+    )
     p.add_argument("--force", "-f", action="store_true", help="overwrite existing outputs")
     g = p.add_argument_group("style")
     g.add_argument("--strength", type=number, default=1.0, help="0..1 blend with the original (default 1)")
-    g.add_argument("--preserve-color", action="store_true", help="keep the original colours, take the stylised luminance")
-    g.add_argument("--stabilize", nargs="?", const="default", type=strength_or_default, metavar="S",
-                   help="reduce flicker with optical flow; S in 0..1 (flag alone: the stabiliser's default)")
+    g.add_argument(
+        "--preserve-color", action="store_true", help="keep the original colours, take the stylised luminance"
+    )
+    g.add_argument(
+        "--stabilize",
+        nargs="?",
+        const="default",
+        type=strength_or_default,
+        metavar="S",
+        help="reduce flicker with optical flow; S in 0..1 (flag alone: the stabiliser's default)",
+    )
     g = p.add_argument_group("size and time")
     size = g.add_mutually_exclusive_group()
     size.add_argument("--size", metavar="WxH", help="size the model sees, as the video is shown")
@@ -88,8 +111,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--no-audio", action="store_true", help="drop the audio instead of copying it")
     g = p.add_argument_group("runtime")
     g.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda or cuda:N")
-    g.add_argument("--backend", choices=("onnx", "torch"), help="default: ONNX Runtime for checkpoints on the "
-                   "CPU (exported once, cached), else the model file's own")
+    g.add_argument(
+        "--backend",
+        choices=("onnx", "torch"),
+        help="default: ONNX Runtime for checkpoints on the CPU (exported once, cached), else the model file's own",
+    )
     g.add_argument("--provider", metavar="NAME", help="ONNX Runtime execution provider, e.g. CUDAExecutionProvider")
     g.add_argument("--input-range", choices=("0-255", "-1-1"), help="pixel range a foreign ONNX model expects")
     g.add_argument("--batch-size", type=int, default=1, metavar="N", help="frames per forward pass (GPU; default 1)")
@@ -120,8 +146,11 @@ def gather_inputs(paths: Sequence[str]) -> list[Path]:
     for text in paths:
         path = Path(text)
         if path.is_dir():
-            videos = sorted(p for p in path.iterdir()
-                            if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES and not p.name.startswith("."))
+            videos = sorted(
+                p
+                for p in path.iterdir()
+                if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES and not p.name.startswith(".")
+            )
             if not videos:
                 raise UserError(f"{path}: no video files in this folder ({', '.join(VIDEO_SUFFIXES[:4])}, ...)")
             found.extend(videos)
@@ -172,8 +201,9 @@ def encode_options(args: argparse.Namespace):
     if args.lossless:
         if args.crf not in (None, 0) or args.bitrate:
             raise UserError("--lossless sets crf 0; drop --crf/--bitrate")
-        return EncodeOptions(codec="libx264rgb", pix_fmt=args.pix_fmt, crf=0, preset=args.preset or "veryfast",
-                             audio=not args.no_audio)
+        return EncodeOptions(
+            codec="libx264rgb", pix_fmt=args.pix_fmt, crf=0, preset=args.preset or "veryfast", audio=not args.no_audio
+        )
     options = default_encode_options(args.codec, pix_fmt=args.pix_fmt, audio=not args.no_audio)
     if args.crf is not None or args.bitrate is not None:
         options.crf = args.crf
@@ -199,26 +229,25 @@ def process(path: Path, output: Path, stylizer, stages: list, args: argparse.Nam
         stage.reset()
     interrupted: Interrupted | None = None
     with atomic_path(output) as tmp:
-        bar = tqdm(total=total, unit="frame", desc=path.name, disable=args.no_progress, dynamic_ncols=True,
-                   leave=False)
+        bar = tqdm(total=total, unit="frame", desc=path.name, disable=args.no_progress, dynamic_ncols=True, leave=False)
         try:
             writer = VideoWriter(tmp, info, options, size=out_size, start=args.start, duration=args.duration)
             frames = read_frames(info, start=args.start, duration=args.duration, size=size)
-            stats = run(frames, stylizer, writer, stages, batch_size=args.batch_size,
-                        progress=lambda _: bar.update(1))
+            stats = run(frames, stylizer, writer, stages, batch_size=args.batch_size, progress=lambda _: bar.update(1))
         except Interrupted as exc:
             if exc.stats.frames == 0:
                 raise
             interrupted, stats = exc, exc.stats
         except av.error.FFmpegError as exc:
             if getattr(exc, "errno", None) == 28:
-                raise                                   # atomic_path reports a full disk
+                raise  # atomic_path reports a full disk
             raise UserError(f"writing {output} failed: {getattr(exc, 'strerror', None) or exc}") from None
         finally:
             bar.close()
     if interrupted is not None:
-        print(f"interrupted: kept the {stats.frames} frames done so far in {output} (playable, partial)",
-              file=sys.stderr)
+        print(
+            f"interrupted: kept the {stats.frames} frames done so far in {output} (playable, partial)", file=sys.stderr
+        )
         raise interrupted
     print(f"{output}: {stats.summary()}")
 
@@ -238,12 +267,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     stages = build_stages(args.strength, args.preserve_color, stabilize).ordered
 
     # Lazy: the backends import torch (about 2 s), which --help and bad input skip.
-    from realtime.backends.loader import load_for_pipeline
-    from realtime.core.devices import resolve_device
+    from realtime.backends.loader import load_for_pipeline  # noqa: PLC0415
+    from realtime.core.devices import resolve_device  # noqa: PLC0415
 
     device = str(resolve_device(args.device))
-    stylizer = load_for_pipeline(args.model, device=device, provider=args.provider, input_range=args.input_range,
-                                 backend=args.backend)
+    stylizer = load_for_pipeline(
+        args.model, device=device, provider=args.provider, input_range=args.input_range, backend=args.backend
+    )
     failed = 0
     for path, output in zip(inputs, outputs):
         try:

@@ -12,6 +12,7 @@ A checkpoint is a plain dict that ``torch.load(weights_only=True)`` reads::
 Legacy InstanceNorm ``running_mean``/``running_var`` keys are dropped in one place:
 :func:`drop_legacy_norm_keys`.
 """
+
 from __future__ import annotations
 
 import pickle
@@ -24,9 +25,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from realtime.core.contract import IOContract
 from realtime.core.errors import UserError
 from realtime.core.files import atomic_path
-from realtime.core.contract import IOContract
 from realtime.core.nets.families import FAMILIES, arch_name, architectures, build, detect_foreign
 
 FORMAT = "realtime-nst"
@@ -50,7 +51,8 @@ def drop_legacy_norm_keys(model: nn.Module, state_dict: dict[str, torch.Tensor])
     authors' generators may carry ``model.2.running_mean`` and ``num_batches_tracked``.
     """
     norm_prefixes = {
-        name for name, module in model.named_modules()
+        name
+        for name, module in model.named_modules()
         if isinstance(module, nn.InstanceNorm2d) and not module.track_running_stats
     }
     pattern = re.compile(r"^(.*)\.(running_mean|running_var|num_batches_tracked)$")
@@ -78,8 +80,10 @@ def load_state_dict_strict(model: nn.Module, state_dict: dict[str, torch.Tensor]
             parts.append(f"{len(unexpected)} unexpected (e.g. {unexpected[0]})")
         if wrong:
             parts.append(f"{len(wrong)} of another shape (e.g. {wrong[0]})")
-        raise UserError(f"{source} does not fit a {type(model).__name__}"
-                        f"({', '.join(f'{k}={v}' for k, v in model_kwargs(model).items())}): {'; '.join(parts)}")
+        raise UserError(
+            f"{source} does not fit a {type(model).__name__}"
+            f"({', '.join(f'{k}={v}' for k, v in model_kwargs(model).items())}): {'; '.join(parts)}"
+        )
     model.load_state_dict(state_dict)
 
 
@@ -87,19 +91,32 @@ def model_kwargs(model: nn.Module) -> dict[str, Any]:
     return model.arch_kwargs() if hasattr(model, "arch_kwargs") else {}
 
 
-def checkpoint_dict(model: nn.Module, contract: IOContract, meta: dict[str, Any] | None = None,
-                    training: dict[str, Any] | None = None) -> dict[str, Any]:
+def checkpoint_dict(
+    model: nn.Module, contract: IOContract, meta: dict[str, Any] | None = None, training: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """Assemble the checkpoint dict for ``model`` (weights moved to CPU)."""
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    data = {"format": FORMAT, "version": VERSION, "arch": arch_name(model), "arch_kwargs": model_kwargs(model),
-            "state_dict": state, "contract": contract.to_dict(), "meta": dict(meta or {})}
+    data = {
+        "format": FORMAT,
+        "version": VERSION,
+        "arch": arch_name(model),
+        "arch_kwargs": model_kwargs(model),
+        "state_dict": state,
+        "contract": contract.to_dict(),
+        "meta": dict(meta or {}),
+    }
     if training is not None:
         data["training"] = training
     return data
 
 
-def save_checkpoint(path: str | Path, model: nn.Module, contract: IOContract,
-                    meta: dict[str, Any] | None = None, training: dict[str, Any] | None = None) -> Path:
+def save_checkpoint(
+    path: str | Path,
+    model: nn.Module,
+    contract: IOContract,
+    meta: dict[str, Any] | None = None,
+    training: dict[str, Any] | None = None,
+) -> Path:
     """Write a checkpoint atomically (temp file, then rename)."""
     with atomic_path(path) as tmp:
         torch.save(checkpoint_dict(model, contract, meta, training), tmp)

@@ -3,6 +3,7 @@
 Checkpoints, ONNX metadata and TorchScript extra files all store a contract, so the
 runtime does pre- and post-processing without knowing where a model came from.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -34,7 +35,7 @@ class IOContract:
     size_multiple: int = 4
     fixed_size: tuple[int, int] | None = None
     name: str = ""
-    style: str = ""          # style image (Johnson) or "A->B" domains (CycleGAN)
+    style: str = ""  # style image (Johnson) or "A->B" domains (CycleGAN)
     provenance: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -44,7 +45,7 @@ class IOContract:
         return data
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "IOContract":
+    def from_dict(cls, data: dict[str, Any]) -> IOContract:
         known = {f.name for f in dataclasses.fields(cls)}
         kwargs = {k: v for k, v in data.items() if k in known}
         if "value_range" in kwargs:
@@ -58,10 +59,10 @@ class IOContract:
         return json.dumps(self.to_dict(), sort_keys=True)
 
     @classmethod
-    def from_json(cls, text: str) -> "IOContract":
+    def from_json(cls, text: str) -> IOContract:
         return cls.from_dict(json.loads(text))
 
-    def replace(self, **changes: Any) -> "IOContract":
+    def replace(self, **changes: Any) -> IOContract:
         return dataclasses.replace(self, **changes)
 
 

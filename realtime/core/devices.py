@@ -1,4 +1,5 @@
 """Resolve a device name once, at the command line; library code receives a ``torch.device``."""
+
 from __future__ import annotations
 
 import torch

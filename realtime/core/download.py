@@ -3,6 +3,7 @@
 Used for datasets (COCO, the CycleGAN sets) and published models. Tests serve files from a
 local HTTP server on 127.0.0.1, so the real code path runs without internet.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -27,7 +28,8 @@ USER_AGENT = "realtime-nst/0.1"
 def cache_dir(*parts: str) -> Path:
     """The user cache folder (``$NST_CACHE`` or ``$XDG_CACHE_HOME/realtime-nst`` or ``~/.cache/realtime-nst``)."""
     root = os.environ.get("NST_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "realtime-nst")
+        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "realtime-nst"
+    )
     return Path(root, *parts)
 
 
@@ -39,8 +41,15 @@ def sha256_of(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def download(url: str, dest: str | Path, *, expected_size: int | None = None, sha256: str | None = None,
-             progress: bool = True, timeout: float = 30.0) -> Path:
+def download(
+    url: str,
+    dest: str | Path,
+    *,
+    expected_size: int | None = None,
+    sha256: str | None = None,
+    progress: bool = True,
+    timeout: float = 30.0,
+) -> Path:
     """Download ``url`` to ``dest``, resuming a previous ``dest.part``; verify size and SHA-256 when known.
 
     Nothing appears under ``dest`` unless the whole file arrived and passed the checks. Network
@@ -70,10 +79,19 @@ def download(url: str, dest: str | Path, *, expected_size: int | None = None, sh
                 have = 0
             length = response.headers.get("Content-Length")
             total = have + int(length) if length is not None else expected_size
-            with open(part, "ab" if resumed else "wb") as out, tqdm(
-                total=total, initial=have, unit="B", unit_scale=True, unit_divisor=1024,
-                desc=dest.name, disable=not progress, leave=False,
-            ) as bar:
+            with (
+                open(part, "ab" if resumed else "wb") as out,
+                tqdm(
+                    total=total,
+                    initial=have,
+                    unit="B",
+                    unit_scale=True,
+                    unit_divisor=1024,
+                    desc=dest.name,
+                    disable=not progress,
+                    leave=False,
+                ) as bar,
+            ):
                 try:
                     for block in iter(lambda: response.read(CHUNK), b""):
                         out.write(block)
@@ -89,8 +107,10 @@ def download(url: str, dest: str | Path, *, expected_size: int | None = None, sh
         actual = sha256_of(part)
         if actual != sha256.lower():
             part.unlink()
-            raise UserError(f"download of {url} has SHA-256 {actual[:12]}…, expected {sha256[:12]}…; "
-                            "the file was removed, try again")
+            raise UserError(
+                f"download of {url} has SHA-256 {actual[:12]}…, expected {sha256[:12]}…; "
+                "the file was removed, try again"
+            )
     os.replace(part, dest)
     return dest
 
@@ -103,8 +123,7 @@ def extract_zip(archive: str | Path, into: str | Path, progress: bool = True) ->
     try:
         with zipfile.ZipFile(archive) as zf:
             members = zf.infolist()
-            for member in tqdm(members, desc=f"extract {archive.name}", unit="file", disable=not progress,
-                               leave=False):
+            for member in tqdm(members, desc=f"extract {archive.name}", unit="file", disable=not progress, leave=False):
                 zf.extract(member, staging)
     except zipfile.BadZipFile:
         shutil.rmtree(staging, ignore_errors=True)

@@ -9,7 +9,7 @@ into one line on stderr and exit status 2.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 
 class UserError(Exception):

@@ -1,11 +1,12 @@
 """Atomic file writes: nothing half-written ever appears under a final name."""
+
 from __future__ import annotations
 
 import contextlib
 import os
 import tempfile
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Iterator, Iterable
 
 from realtime.core.errors import UserError
 

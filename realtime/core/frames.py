@@ -14,19 +14,20 @@ The one place that states how a frame enters and leaves a model:
 :func:`to_model_tensor` / :func:`from_model_tensor` are their torch twins for the GPU path of
 the torch backend, built from the same :func:`pixel_mapping` and :func:`plan`.
 """
+
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from realtime.core.errors import InvalidValue, UserError
 from realtime.core.contract import IOContract
+from realtime.core.errors import InvalidValue, UserError
 
 MIN_SIDE = 16  # the nets' own reflection pads need about 8 px after padding; keep a margin
 
@@ -184,8 +185,12 @@ def from_model_output(array: np.ndarray, contract: IOContract, crop: Crop) -> li
     return [np.ascontiguousarray(f) for f in out]
 
 
-def to_model_tensor(batch: torch.Tensor, contract: IOContract, dtype: torch.dtype = torch.float32,
-                    memory_format: torch.memory_format = torch.contiguous_format) -> tuple[torch.Tensor, Crop]:
+def to_model_tensor(
+    batch: torch.Tensor,
+    contract: IOContract,
+    dtype: torch.dtype = torch.float32,
+    memory_format: torch.memory_format = torch.contiguous_format,
+) -> tuple[torch.Tensor, Crop]:
     """Torch twin of :func:`to_model_input`: ``(B, H, W, 3)`` uint8 tensor (any device) -> ``(B, 3, Hp, Wp)``.
 
     Padding-only contracts (no ``fixed_size``); NCHW models. ``dtype`` is the model's compute type.

@@ -17,12 +17,13 @@ size, upsample, refine; every finer scale gets half the steps of the one before,
 work happens where a step is cheap. The loop *receives* the VGG and the device; it never builds
 them. L-BFGS always runs in float32 (reduced precision makes its curvature pairs useless).
 """
+
 from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -83,13 +84,15 @@ class GatysConfig:
             if not (math.isfinite(value) and value >= 0):
                 raise InvalidValue(name, f"must be a number >= 0, got {value}")
         if self.content_weight == 0 and self.style_weight == 0:
-            raise InvalidValue("content_weight", "and {style_weight} are both 0; nothing to optimise",
-                               mentions=("style_weight",))
+            raise InvalidValue(
+                "content_weight", "and {style_weight} are both 0; nothing to optimise", mentions=("style_weight",)
+            )
         if not 1 <= self.scales <= 6:
             raise InvalidValue("scales", f"must be between 1 and 6, got {self.scales}")
         if self.scales > self.steps:
-            raise InvalidValue("scales", f"{self.scales} needs at least as many {{steps}}, got {self.steps}",
-                               mentions=("steps",))
+            raise InvalidValue(
+                "scales", f"{self.scales} needs at least as many {{steps}}, got {self.steps}", mentions=("steps",)
+            )
         if not (math.isfinite(self.style_scale) and 0.05 <= self.style_scale <= 8):
             raise InvalidValue("style_scale", f"must be between 0.05 and 8, got {self.style_scale}")
         if not (math.isfinite(self.lr) and self.lr > 0):
@@ -98,7 +101,9 @@ class GatysConfig:
             raise InvalidValue("style", "needs at least one image")
         if self.style_blend is not None:
             if len(self.style_blend) != n_styles:
-                raise InvalidValue("style_blend", f"has {len(self.style_blend)} weight(s) for {n_styles} style image(s)")
+                raise InvalidValue(
+                    "style_blend", f"has {len(self.style_blend)} weight(s) for {n_styles} style image(s)"
+                )
             if any(not math.isfinite(w) or w < 0 for w in self.style_blend) or sum(self.style_blend) <= 0:
                 raise InvalidValue("style_blend", "weights must be >= 0 with a positive sum")
 
@@ -107,9 +112,9 @@ class GatysConfig:
 class Progress:
     """What the loop reports after each optimiser step; ``image()`` renders the current result."""
 
-    step: int          # 1 .. total, counted over all scales
+    step: int  # 1 .. total, counted over all scales
     total: int
-    scale: int         # 1 .. scales (1 = coarsest)
+    scale: int  # 1 .. scales (1 = coarsest)
     size: tuple[int, int]  # (H, W) of this scale
     loss: float
     image: Callable[[], np.ndarray]
@@ -119,7 +124,7 @@ def scale_sizes(height: int, width: int, scales: int) -> list[tuple[int, int]]:
     """``(H, W)`` of each scale, coarsest first; each is half the next, at least 16 px a side."""
     sizes = []
     for i in range(scales - 1, -1, -1):
-        f = 0.5 ** i
+        f = 0.5**i
         sizes.append((max(16, round(height * f)), max(16, round(width * f))))
     return sizes
 
@@ -135,7 +140,7 @@ def steps_per_scale(steps: int, scales: int) -> list[int]:
 def style_size(style_hw: tuple[int, int], content_hw: tuple[int, int], style_scale: float) -> tuple[int, int]:
     """``(H, W)`` for a style image: ``style_scale**2`` times the content's area, its own aspect ratio."""
     sh, sw = style_hw
-    area = content_hw[0] * content_hw[1] * style_scale ** 2
+    area = content_hw[0] * content_hw[1] * style_scale**2
     h = math.sqrt(area * sh / sw)
     return max(16, round(h)), max(16, round(h * sw / sh))
 
@@ -153,6 +158,7 @@ def match_color(style: np.ndarray, content: np.ndarray) -> np.ndarray:
     Both are ``(H, W, 3)`` uint8 RGB; the result has the style's shape. Uses the symmetric
     square roots of the covariances (the "Image Analogies" linear transfer).
     """
+
     def stats(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         flat = rgb.reshape(-1, 3).astype(np.float64)
         return flat.mean(0), np.cov(flat, rowvar=False) + 1e-3 * np.eye(3)
@@ -182,8 +188,14 @@ def to_rgb(image: torch.Tensor) -> np.ndarray:
 class GatysObjective:
     """The scale-free loss of one scale (:class:`realtime.core.losses.PerceptualLoss`), targets computed once."""
 
-    def __init__(self, vgg: Encoder, content: torch.Tensor, styles: Sequence[torch.Tensor],
-                 blend: Sequence[float], config: GatysConfig) -> None:
+    def __init__(
+        self,
+        vgg: Encoder,
+        content: torch.Tensor,
+        styles: Sequence[torch.Tensor],
+        blend: Sequence[float],
+        config: GatysConfig,
+    ) -> None:
         """``content`` ``(1, 3, H, W)`` and each style ``(1, 3, h, w)`` are RGB 0..255 on the encoder's device."""
         style = StyleTargets.blended(vgg, styles, blend, STYLE_LAYERS)
         weights = LossWeights(config.content_weight, config.style_weight, config.tv_weight)
@@ -269,8 +281,9 @@ class LBFGS:
 class Adam:
     """Adam (Kingma & Ba) on one tensor, ``lr`` in the tensor's units; as ``torch.optim.Adam``."""
 
-    def __init__(self, param: torch.Tensor, lr: float, betas: tuple[float, float] = (0.9, 0.999),
-                 eps: float = 1e-8) -> None:
+    def __init__(
+        self, param: torch.Tensor, lr: float, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8
+    ) -> None:
         self.param, self.lr, self.betas, self.eps, self.t = param, lr, betas, eps, 0
         self.m, self.v = torch.zeros_like(param), torch.zeros_like(param)
 
@@ -282,13 +295,19 @@ class Adam:
         self.t += 1
         self.m.mul_(b1).add_(g, alpha=1 - b1)
         self.v.mul_(b2).addcmul_(g, g, value=1 - b2)
-        denom = (self.v / (1 - b2 ** self.t)).sqrt_().add_(self.eps)
-        self.param.addcdiv_(self.m, denom, value=-self.lr / (1 - b1 ** self.t))
+        denom = (self.v / (1 - b2**self.t)).sqrt_().add_(self.eps)
+        self.param.addcdiv_(self.m, denom, value=-self.lr / (1 - b1**self.t))
         return loss
 
 
-def stylize(content: np.ndarray, styles: Sequence[np.ndarray], vgg: VGG19Features, device: torch.device,
-            config: GatysConfig = GatysConfig(), on_step: Callable[[Progress], None] | None = None) -> np.ndarray:
+def stylize(
+    content: np.ndarray,
+    styles: Sequence[np.ndarray],
+    vgg: VGG19Features,
+    device: torch.device,
+    config: GatysConfig = GatysConfig(),
+    on_step: Callable[[Progress], None] | None = None,
+) -> np.ndarray:
     """Optimise an image with ``content``'s layout and ``styles``' textures.
 
     ``content`` is ``(H, W, 3)`` uint8 RGB at the output size; ``styles`` are ``(h, w, 3)`` uint8
@@ -307,8 +326,7 @@ def stylize(content: np.ndarray, styles: Sequence[np.ndarray], vgg: VGG19Feature
     step = 0
     for scale, ((h, w), count) in enumerate(zip(sizes, counts), start=1):
         content_t = to_tensor(resize(content, h, w), device)
-        style_ts = [to_tensor(resize(s, *style_size(s.shape[:2], (h, w), config.style_scale)), device)
-                    for s in styles]
+        style_ts = [to_tensor(resize(s, *style_size(s.shape[:2], (h, w), config.style_scale)), device) for s in styles]
         objective = GatysObjective(vgg, content_t, style_ts, blend, config)
         del style_ts
         if image is None:
@@ -316,19 +334,22 @@ def stylize(content: np.ndarray, styles: Sequence[np.ndarray], vgg: VGG19Feature
         else:
             image = F.interpolate(image.detach(), size=(h, w), mode="bicubic", align_corners=False)
         image = image.contiguous().requires_grad_(True)
-        optimizer = (Adam(image, config.lr) if config.optimizer == "adam"
-                     else LBFGS(image, history=50, first_step=1.0))  # first step: 1 grey level per pixel
+        optimizer = (
+            Adam(image, config.lr) if config.optimizer == "adam" else LBFGS(image, history=50, first_step=1.0)
+        )  # first step: 1 grey level per pixel
         log.info("scale %d/%d: %dx%d, %d steps", scale, len(sizes), w, h, count)
         for _ in range(count):
             step += 1
             loss = _one_step(optimizer, objective, image)
             if not math.isfinite(loss):
                 lower = "{style_weight} or {lr}" if config.optimizer == "adam" else "{style_weight}"
-                raise InvalidValue("optimizer", f"{config.optimizer}: the loss became {loss} at step {step}; "
-                                   f"lower {lower}, or use adam", mentions=("style_weight", "lr"))
+                raise InvalidValue(
+                    "optimizer",
+                    f"{config.optimizer}: the loss became {loss} at step {step}; lower {lower}, or use adam",
+                    mentions=("style_weight", "lr"),
+                )
             if on_step is not None:
-                on_step(Progress(step, config.steps, scale, (h, w), loss,
-                                 lambda current=image: to_rgb(current)))
+                on_step(Progress(step, config.steps, scale, (h, w), loss, lambda current=image: to_rgb(current)))
     assert image is not None
     return to_rgb(image)
 

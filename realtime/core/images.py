@@ -3,6 +3,7 @@
 Every image the project reads passes through :func:`read_image`, so grayscale,
 RGBA, palette, 16-bit, CMYK and EXIF-rotated files behave the same everywhere.
 """
+
 from __future__ import annotations
 
 import os

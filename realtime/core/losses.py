@@ -22,8 +22,8 @@ The encoder is anything called as ``encoder(images, layers) -> {layer: features}
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Mapping, Sequence
 
 import torch
 
@@ -116,7 +116,7 @@ class StyleTargets:
         images: Sequence[torch.Tensor],
         layers: Sequence[str],
         names: Sequence[str] | None = None,
-    ) -> "StyleTargets":
+    ) -> StyleTargets:
         """One style per image; each image is ``(1, 3, h, w)`` RGB 0..255 on the encoder's device."""
         grams: dict[str, list[torch.Tensor]] = {name: [] for name in layers}
         for image in images:
@@ -130,7 +130,7 @@ class StyleTargets:
     @torch.no_grad()
     def blended(
         cls, encoder: Encoder, images: Sequence[torch.Tensor], weights: Sequence[float], layers: Sequence[str]
-    ) -> "StyleTargets":
+    ) -> StyleTargets:
         """One style: the ``weights``-weighted mean of the images' Gram matrices (Gatys's style mixing)."""
         total = float(sum(weights))
         each = cls.from_images(encoder, images, layers)
@@ -139,7 +139,7 @@ class StyleTargets:
         return cls.from_grams(grams, ["blend"])
 
     @classmethod
-    def from_grams(cls, grams: Mapping[str, torch.Tensor], names: Sequence[str]) -> "StyleTargets":
+    def from_grams(cls, grams: Mapping[str, torch.Tensor], names: Sequence[str]) -> StyleTargets:
         norms = {name: g.pow(2).mean(dim=(1, 2)).clamp_min(_EPS) for name, g in grams.items()}
         return cls(dict(grams), norms, list(names))
 
@@ -157,7 +157,7 @@ class StyleTargets:
             {k: n.index_select(0, style_index.to(n.device)) for k, n in self.norms.items()},
         )
 
-    def to(self, device: torch.device | str) -> "StyleTargets":
+    def to(self, device: torch.device | str) -> StyleTargets:
         return StyleTargets(
             {k: g.to(device) for k, g in self.grams.items()},
             {k: n.to(device) for k, n in self.norms.items()},

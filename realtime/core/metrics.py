@@ -7,10 +7,11 @@
 
 Images are RGB ``uint8`` ``(H, W, 3)``; each is measured at its own size.
 """
+
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Mapping, Sequence
 
 import numpy as np
 import torch
@@ -46,9 +47,9 @@ def to_batch(rgb: np.ndarray, device: torch.device | str = "cpu") -> torch.Tenso
 
 @dataclass(frozen=True)
 class StyleScore:
-    style_distance: float          # of the stylised image to the style
+    style_distance: float  # of the stylised image to the style
     content_style_distance: float  # of the unstylised content photo to the style (the baseline)
-    content_distance: float        # of the stylised image to the content photo
+    content_distance: float  # of the stylised image to the content photo
 
     @property
     def style_ratio(self) -> float:
@@ -59,8 +60,9 @@ class StyleScore:
 class StyleMeter:
     """Measures stylised images against one style image; the style's Gram matrices are computed once."""
 
-    def __init__(self, style_rgb: np.ndarray, vgg: VGG19Features | None = None,
-                 device: torch.device | str = "cpu") -> None:
+    def __init__(
+        self, style_rgb: np.ndarray, vgg: VGG19Features | None = None, device: torch.device | str = "cpu"
+    ) -> None:
         self.device = torch.device(device)
         self.vgg = (vgg or VGG19Features.caffe()).to(self.device)
         with torch.no_grad():

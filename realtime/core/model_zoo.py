@@ -9,15 +9,16 @@ published SHA-256 where one is known, else against the digest recorded at the fi
 download (``<file>.sha256``), so a damaged cached file is noticed and fetched again.
 ``$NST_MODEL_MIRROR`` (a URL prefix) fetches every file by its name from a mirror instead.
 """
+
 from __future__ import annotations
 
 import difflib
 import logging
 import os
 import zipfile
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Mapping, Sequence
 
 from realtime.core.download import cache_dir, download, sha256_of
 from realtime.core.errors import InvalidValue, UserError
@@ -64,26 +65,71 @@ ZOO_SHA256 = {  # Git LFS object ids of onnx/models, all 6728029 bytes
     "udnie": "8656b6ce7dec8f22ee13c2d557d6b67bd6f550dde88d0f2e7c9972aeb765cc0d",
     "pointilism": "5ee2b8d4d6bc60a777f54e0fe96a1b717360a004b79d56c67390d4a975b14d98",
 }
-CYCLEGAN_NAMES = ("horse2zebra", "zebra2horse", "monet2photo", "style_monet", "style_cezanne", "style_ukiyoe",
-                  "style_vangogh", "summer2winter_yosemite", "winter2summer_yosemite", "apple2orange",
-                  "orange2apple", "map2sat", "sat2map", "facades_label2photo", "iphone2dslr_flower")
-EXAMPLES_NAMES = {"mosaic": "mosaic.pth", "candy": "candy.pth", "rain-princess": "rain_princess.pth",
-                  "udnie": "udnie.pth"}
+CYCLEGAN_NAMES = (
+    "horse2zebra",
+    "zebra2horse",
+    "monet2photo",
+    "style_monet",
+    "style_cezanne",
+    "style_ukiyoe",
+    "style_vangogh",
+    "summer2winter_yosemite",
+    "winter2summer_yosemite",
+    "apple2orange",
+    "orange2apple",
+    "map2sat",
+    "sat2map",
+    "facades_label2photo",
+    "iphone2dslr_flower",
+)
+EXAMPLES_NAMES = {
+    "mosaic": "mosaic.pth",
+    "candy": "candy.pth",
+    "rain-princess": "rain_princess.pth",
+    "udnie": "udnie.pth",
+}
 
 
-def default_registry(zoo_url: str = ZOO_URL, cyclegan_url: str = CYCLEGAN_URL,
-                     examples_zip_url: str = EXAMPLES_ZIP_URL) -> dict[str, PublishedModel]:
+def default_registry(
+    zoo_url: str = ZOO_URL, cyclegan_url: str = CYCLEGAN_URL, examples_zip_url: str = EXAMPLES_ZIP_URL
+) -> dict[str, PublishedModel]:
     """The published models, keyed by name; the base URLs are parameters so tests can serve them locally."""
-    models = [PublishedModel(
-        name, examples_zip_url, "johnson", "zip", "BSD-3-Clause (pytorch/examples)", member=member,
-        note="pytorch/examples fast_neural_style, any size") for name, member in EXAMPLES_NAMES.items()]
-    models += [PublishedModel(
-        f"{name}-9", f"{zoo_url}{name}-9.onnx", "johnson", "onnx", "Apache-2.0 (ONNX Model Zoo; "
-        "from pytorch/examples, BSD-3-Clause)", digest, 6728029,
-        note="ONNX Model Zoo, fixed 224x224 input") for name, digest in ZOO_SHA256.items()]
-    models += [PublishedModel(
-        name, f"{cyclegan_url}{name}.pth", "cyclegan", "pth", "BSD (junyanz/pytorch-CycleGAN-and-pix2pix)",
-        note="CycleGAN authors' generator, any size") for name in CYCLEGAN_NAMES]
+    models = [
+        PublishedModel(
+            name,
+            examples_zip_url,
+            "johnson",
+            "zip",
+            "BSD-3-Clause (pytorch/examples)",
+            member=member,
+            note="pytorch/examples fast_neural_style, any size",
+        )
+        for name, member in EXAMPLES_NAMES.items()
+    ]
+    models += [
+        PublishedModel(
+            f"{name}-9",
+            f"{zoo_url}{name}-9.onnx",
+            "johnson",
+            "onnx",
+            "Apache-2.0 (ONNX Model Zoo; from pytorch/examples, BSD-3-Clause)",
+            digest,
+            6728029,
+            note="ONNX Model Zoo, fixed 224x224 input",
+        )
+        for name, digest in ZOO_SHA256.items()
+    ]
+    models += [
+        PublishedModel(
+            name,
+            f"{cyclegan_url}{name}.pth",
+            "cyclegan",
+            "pth",
+            "BSD (junyanz/pytorch-CycleGAN-and-pix2pix)",
+            note="CycleGAN authors' generator, any size",
+        )
+        for name in CYCLEGAN_NAMES
+    ]
     mirror = os.environ.get("NST_MODEL_MIRROR")
     if mirror:
         base = mirror.rstrip("/") + "/"
@@ -133,13 +179,18 @@ def local_weights(weights_dirs: Sequence[Path]) -> list[Path]:
     return list(found.values())
 
 
-def list_models(registry: Mapping[str, PublishedModel] | None = None, weights_dirs: Sequence[Path] | None = None,
-                cache: Path | None = None) -> list[ModelRow]:
+def list_models(
+    registry: Mapping[str, PublishedModel] | None = None,
+    weights_dirs: Sequence[Path] | None = None,
+    cache: Path | None = None,
+) -> list[ModelRow]:
     """Every model ``--model`` can name: local files first, then the published ones (cached or not)."""
     registry = default_registry() if registry is None else registry
     cache = cache_dir("models") if cache is None else Path(cache)
-    rows = [ModelRow(p.stem, "", "weights", str(p)) for p in local_weights(
-        default_weights_dirs() if weights_dirs is None else weights_dirs)]
+    rows = [
+        ModelRow(p.stem, "", "weights", str(p))
+        for p in local_weights(default_weights_dirs() if weights_dirs is None else weights_dirs)
+    ]
     for entry in registry.values():
         cached = cache / entry.filename
         where, location = ("cache", str(cached)) if cached.is_file() else ("download", entry.url)
@@ -154,8 +205,10 @@ def format_model_table(rows: Sequence[ModelRow], cache: Path | None = None) -> s
     widths = [max(len(str(c)) for c in col) for col in zip(header, *lines)]
     fmt = "  ".join(f"{{:<{w}}}" for w in widths[:-1]) + "  {}"
     body = [fmt.format(*header)] + [fmt.format(*line) for line in lines]
-    notes = ("Licences: pytorch/examples BSD-3-Clause; ONNX Model Zoo Apache-2.0; CycleGAN generators BSD "
-             f"(see each project). Downloads go to {cache_dir('models') if cache is None else cache}")
+    notes = (
+        "Licences: pytorch/examples BSD-3-Clause; ONNX Model Zoo Apache-2.0; CycleGAN generators BSD "
+        f"(see each project). Downloads go to {cache_dir('models') if cache is None else cache}"
+    )
     return "\n".join(body) + "\n\n" + notes
 
 
@@ -229,18 +282,26 @@ def fetch(entry: PublishedModel, cache: Path | None = None, progress: bool = Tru
         except zipfile.BadZipFile:
             archive.unlink()
             _sidecar(archive).unlink(missing_ok=True)
-            raise UserError(f"the downloaded {EXAMPLES_ZIP} was not a valid zip archive and was removed; "
-                            "run again to download it anew") from None
+            raise UserError(
+                f"the downloaded {EXAMPLES_ZIP} was not a valid zip archive and was removed; "
+                "run again to download it anew"
+            ) from None
     except UserError as exc:
         if damaged:
-            raise UserError(f"the cached {dest.name} was damaged (SHA-256 mismatch) and fetching it again "
-                            f"failed: {exc}") from None
+            raise UserError(
+                f"the cached {dest.name} was damaged (SHA-256 mismatch) and fetching it again failed: {exc}"
+            ) from None
         raise
 
 
-def resolve_model(model: str | os.PathLike, *, registry: Mapping[str, PublishedModel] | None = None,
-                  weights_dirs: Sequence[Path] | None = None, cache: Path | None = None,
-                  progress: bool = True) -> Path:
+def resolve_model(
+    model: str | os.PathLike,
+    *,
+    registry: Mapping[str, PublishedModel] | None = None,
+    weights_dirs: Sequence[Path] | None = None,
+    cache: Path | None = None,
+    progress: bool = True,
+) -> Path:
     """Turn ``--model`` (a path or a name) into a model file on disk, fetching it if needed.
 
     Offline, the error lists the models that are available locally.

@@ -13,6 +13,7 @@ readable ``nst_family``, ``nst_value_range``, ``nst_channel_order``, ``nst_size_
 ``nst_name``, ``nst_style``, ``nst_precision``, ``nst_provenance`` (JSON: the contract's
 provenance and the checkpoint's meta, e.g. training arguments) and ``nst_exporter``.
 """
+
 from __future__ import annotations
 
 import io
@@ -26,8 +27,8 @@ import onnx
 import torch
 from torch import nn
 
-from realtime.core.errors import UserError
 from realtime.core.contract import IOContract
+from realtime.core.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +58,7 @@ def metadata(contract: IOContract, meta: dict[str, Any] | None, precision: str) 
 
 def _optimize(model: onnx.ModelProto) -> onnx.ModelProto:
     try:
-        from onnxscript import optimizer
+        from onnxscript import optimizer  # noqa: PLC0415 - an optional package
     except ImportError:
         log.info("onnxscript not installed; writing the exporter's graph unoptimised")
         return model
@@ -75,9 +76,17 @@ def _optimize(model: onnx.ModelProto) -> onnx.ModelProto:
             logger.setLevel(level)
 
 
-def write_onnx(module: nn.Module, contract: IOContract, dest: str | Path, *, meta: dict[str, Any] | None = None,
-               precision: str = "fp32", opset: int = DEFAULT_OPSET, sample_size: tuple[int, int] = (64, 64),
-               static: bool = False) -> Path:
+def write_onnx(
+    module: nn.Module,
+    contract: IOContract,
+    dest: str | Path,
+    *,
+    meta: dict[str, Any] | None = None,
+    precision: str = "fp32",
+    opset: int = DEFAULT_OPSET,
+    sample_size: tuple[int, int] = (64, 64),
+    static: bool = False,
+) -> Path:
     """Export ``module`` (float32 ``(B, 3, H, W)`` in, float32 out) to ``dest``.
 
     Batch, height and width are symbolic unless ``static``, in which case height and width
@@ -92,15 +101,25 @@ def write_onnx(module: nn.Module, contract: IOContract, dest: str | Path, *, met
         # using instance statistics (which is what these nets do); none of it is actionable.
         warnings.simplefilter("ignore")
         try:
-            torch.onnx.export(module, (sample,), buffer, dynamo=False, opset_version=opset,
-                              input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-                              dynamic_axes={INPUT_NAME: axes, OUTPUT_NAME: axes}, do_constant_folding=True)
+            torch.onnx.export(
+                module,
+                (sample,),
+                buffer,
+                dynamo=False,
+                opset_version=opset,
+                input_names=[INPUT_NAME],
+                output_names=[OUTPUT_NAME],
+                dynamic_axes={INPUT_NAME: axes, OUTPUT_NAME: axes},
+                do_constant_folding=True,
+            )
         except (RuntimeError, ValueError, torch.onnx.errors.OnnxExporterError) as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise UserError(f"ONNX export failed at opset {opset}: {first[:200]}") from None
     model = _optimize(onnx.load_from_string(buffer.getvalue()))
-    model.doc_string = (f"realtime-nst {contract.family} model {contract.name!r}: float32 (B, 3, H, W) "
-                        f"{contract.channel_order} in {contract.value_range}, same out")
+    model.doc_string = (
+        f"realtime-nst {contract.family} model {contract.name!r}: float32 (B, 3, H, W) "
+        f"{contract.channel_order} in {contract.value_range}, same out"
+    )
     del model.metadata_props[:]
     for key, value in metadata(contract, meta, precision).items():
         entry = model.metadata_props.add()

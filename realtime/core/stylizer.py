@@ -7,9 +7,11 @@ model's :class:`~realtime.core.contract.IOContract`; callers only ever see uint8
 Pipeline stages that need both the source frame and the stylised frame (strength blending,
 colour preservation, temporal stabilisation) implement :class:`Stage`.
 """
+
 from __future__ import annotations
 
-from typing import Any, Protocol, Sequence, runtime_checkable
+from collections.abc import Sequence
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -43,11 +45,9 @@ class Stage(Protocol):
     ``prepare`` returned. Stages that need no analysis return ``None`` from ``prepare``.
     """
 
-    def prepare(self, source: np.ndarray) -> Any:
-        ...
+    def prepare(self, source: np.ndarray) -> Any: ...
 
-    def __call__(self, source: np.ndarray, styled: np.ndarray, prepared: Any = None) -> np.ndarray:
-        ...
+    def __call__(self, source: np.ndarray, styled: np.ndarray, prepared: Any = None) -> np.ndarray: ...
 
     def reset(self) -> None:
         """Forget any history (a new clip, a scene cut, a model switch)."""

@@ -11,8 +11,9 @@ import contextlib
 import json
 import logging
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 
@@ -39,8 +40,9 @@ def quiet_jit() -> Iterator[None]:
         yield
 
 
-def load_torchscript(path: str | Path, device: torch.device | str = "cpu"
-                     ) -> tuple[torch.jit.ScriptModule, IOContract | None, dict[str, Any]]:
+def load_torchscript(
+    path: str | Path, device: torch.device | str = "cpu"
+) -> tuple[torch.jit.ScriptModule, IOContract | None, dict[str, Any]]:
     """Load a TorchScript file; returns ``(module, contract or None, info)``.
 
     ``contract`` is None for TorchScript files not written by this project. A corrupt,
@@ -55,8 +57,10 @@ def load_torchscript(path: str | Path, device: torch.device | str = "cpu"
             module = torch.jit.load(str(path), map_location=device, _extra_files=extra)
     except (RuntimeError, ValueError, OSError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UserError(f"{path} is not a readable TorchScript model (corrupt, truncated, or a checkpoint "
-                        f"saved with torch.save? name checkpoints .pth): {first[:160]}") from None
+        raise UserError(
+            f"{path} is not a readable TorchScript model (corrupt, truncated, or a checkpoint "
+            f"saved with torch.save? name checkpoints .pth): {first[:160]}"
+        ) from None
     contract = None
     if extra[CONTRACT_FILE]:
         try:

@@ -2,10 +2,11 @@
 
 All functions take and return ``(H, W, 3)`` uint8 RGB arrays and never modify their input.
 """
+
 from __future__ import annotations
 
 import time
-from typing import Sequence
+from collections.abc import Sequence
 
 import cv2
 import numpy as np
@@ -33,8 +34,9 @@ class FpsMeter:
         return (len(self._times) - 1) / span if span > 0 else 0.0
 
 
-def draw_text(image: np.ndarray, lines: Sequence[str], *, origin: tuple[int, int] = (8, 8),
-              scale: float | None = None) -> np.ndarray:
+def draw_text(
+    image: np.ndarray, lines: Sequence[str], *, origin: tuple[int, int] = (8, 8), scale: float | None = None
+) -> np.ndarray:
     """Write ``lines`` at the top left: white text on a dark outline, readable on any picture.
 
     The text size follows the image height (about 1/30 of it) unless ``scale`` is given.

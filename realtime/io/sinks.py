@@ -5,21 +5,22 @@ A sink has ``write(frame, info)`` (``frame``: ``(H, W, 3)`` uint8 RGB, stylised 
 ``close()``; :func:`realtime.pipeline.run` calls both on the calling (main) thread. The video
 file writer with audio remuxing is :class:`realtime.io.video_files.VideoWriter`.
 """
+
 from __future__ import annotations
 
 import logging
 import os
 import time
+from collections.abc import Callable, Sequence
 from fractions import Fraction
 from pathlib import Path
-from typing import Callable, Sequence
 
 import cv2
 import numpy as np
 
 from realtime.io.overlay import FpsMeter, draw_text, side_by_side, status_line
-from realtime.pipeline import FrameInfo, StopRun
 from realtime.io.video_files import EncodeOptions, VideoInfo, VideoWriter
+from realtime.pipeline import FrameInfo, StopRun
 
 log = logging.getLogger(__name__)
 
@@ -98,8 +99,16 @@ class RecordingSink:
         if self.writer is None:
             h, w = frame.shape[:2]
             time_base = info.meta.time_base if hasattr(info.meta, "time_base") else 1 / self.rate
-            stream = VideoInfo(path=self.path, width=w, height=h, rate=self.rate, time_base=Fraction(time_base),
-                               frames=0, duration=None, codec="")
+            stream = VideoInfo(
+                path=self.path,
+                width=w,
+                height=h,
+                rate=self.rate,
+                time_base=Fraction(time_base),
+                frames=0,
+                duration=None,
+                codec="",
+            )
             self.writer = VideoWriter(self.path, stream, self.options)
         self.writer.write(frame, info)
 
@@ -121,9 +130,15 @@ class WindowSink:
     the run. ``last_frame`` is the latest clean stylised frame (for snapshots).
     """
 
-    def __init__(self, title: str = "nst-cam", *, on_key: Callable[[int], None] | None = None,
-                 status: Callable[[], Sequence[str]] | None = None,
-                 side_by_side: Callable[[], bool] | None = None, overlay: bool = True) -> None:
+    def __init__(
+        self,
+        title: str = "nst-cam",
+        *,
+        on_key: Callable[[int], None] | None = None,
+        status: Callable[[], Sequence[str]] | None = None,
+        side_by_side: Callable[[], bool] | None = None,
+        overlay: bool = True,
+    ) -> None:
         self.title = title
         self.on_key = on_key
         self.status = status or (lambda: [])
@@ -144,7 +159,7 @@ class WindowSink:
             cv2.namedWindow(self.title, cv2.WINDOW_NORMAL | cv2.WINDOW_KEEPRATIO)
             self._opened = True
         elif cv2.getWindowProperty(self.title, cv2.WND_PROP_VISIBLE) < 1:
-            raise StopRun()      # the user closed the window
+            raise StopRun()  # the user closed the window
         cv2.imshow(self.title, cv2.cvtColor(view, cv2.COLOR_RGB2BGR))
         key = cv2.waitKey(1)
         if key != -1 and self.on_key is not None:

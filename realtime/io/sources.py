@@ -12,23 +12,24 @@
 Video files for ``nst-video`` are read with PyAV instead (:mod:`realtime.io.video_files`), which keeps
 timestamps, rotation and audio; plain lists of arrays are sources too (tests).
 """
+
 from __future__ import annotations
 
 import contextlib
 import threading
 import time
+from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
-from typing import Iterator
 
 import cv2
 import numpy as np
 
-from realtime.pipeline import Frame
-from realtime.io.video_files import FrameTime
 from realtime.core.errors import InvalidValue, UserError
+from realtime.io.video_files import FrameTime
+from realtime.pipeline import Frame
 
-LOST_AFTER_S = 3.0       # a camera silent for this long is reported as gone
+LOST_AFTER_S = 3.0  # a camera silent for this long is reported as gone
 DEFAULT_CAMERA_FPS = 30.0
 
 
@@ -70,9 +71,15 @@ class CaptureSource:
     files. ``pace``: in sequential mode, deliver frames no faster than the file's frame rate.
     """
 
-    def __init__(self, spec: str | int, *, size: tuple[int, int] | None = None,
-                 capture_size: tuple[int, int] | None = None, live: bool | None = None,
-                 pace: bool = False) -> None:
+    def __init__(
+        self,
+        spec: str | int,
+        *,
+        size: tuple[int, int] | None = None,
+        capture_size: tuple[int, int] | None = None,
+        live: bool | None = None,
+        pace: bool = False,
+    ) -> None:
         self.kind, self.target = parse_source(spec)
         self.spec = str(spec)
         self.size = size
@@ -98,8 +105,11 @@ class CaptureSource:
         if not cap.isOpened():
             cap.release()
             if self.kind == "camera":
-                raise InvalidValue("source", f"{self.target}: cannot open camera {self.target} (none connected, or "
-                                   "in use by another program); try another camera index, or a video file")
+                raise InvalidValue(
+                    "source",
+                    f"{self.target}: cannot open camera {self.target} (none connected, or "
+                    "in use by another program); try another camera index, or a video file",
+                )
             raise UserError(f"cannot open {self.target} as a video {'stream' if self.kind == 'url' else 'file'}")
         if self.kind == "camera":
             # MJPG lets USB cameras deliver HD at full rate; a 1-frame buffer keeps latency low.
@@ -200,7 +210,7 @@ class CaptureSource:
             self._grabber.join(timeout=2.0)
         self._cap.release()
 
-    def __enter__(self) -> "CaptureSource":
+    def __enter__(self) -> CaptureSource:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -15,27 +15,43 @@ automatic pixel format an odd-sized output is encoded ``yuv444p`` instead (exact
 4:4:4 plays in ffmpeg/VLC/mpv but not in browsers or QuickTime); asking for ``yuv420p``
 explicitly pads the right/bottom edge by one replicated pixel (e.g. 333x199 -> 334x200).
 """
+
 from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Iterator, NamedTuple
+from typing import NamedTuple
 
 import av
 import numpy as np
 
-from realtime.pipeline import Frame, FrameInfo
 from realtime.core.errors import InvalidValue, UserError
 from realtime.core.images import IMAGE_SUFFIXES, list_images, read_image
+from realtime.pipeline import Frame, FrameInfo
 
 log = logging.getLogger(__name__)
 
-VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v", ".ts", ".mts", ".mpg", ".mpeg", ".wmv", ".flv", ".gif")
+VIDEO_SUFFIXES = (
+    ".mp4",
+    ".mov",
+    ".mkv",
+    ".webm",
+    ".avi",
+    ".m4v",
+    ".ts",
+    ".mts",
+    ".mpg",
+    ".mpeg",
+    ".wmv",
+    ".flv",
+    ".gif",
+)
 X264_LIKE = {"libx264", "libx264rgb", "libx265"}
-DEFAULT_CRF = 18.0          # x264/x265: visually close to the source
+DEFAULT_CRF = 18.0  # x264/x265: visually close to the source
 DEFAULT_PRESET = "veryfast"  # ~5x cheaper than medium at 640x360, about the same size at crf 18
 CRF_CODECS = {"libx264", "libx264rgb", "libx265", "libvpx", "libvpx-vp9", "libsvtav1", "libaom-av1"}
 DEFAULT_RATE = Fraction(25)
@@ -69,7 +85,7 @@ class VideoInfo:
     frames: int
     duration: float | None
     codec: str
-    start_time: float = 0.0        # seconds: the first frame's time (timestamps may not start at 0)
+    start_time: float = 0.0  # seconds: the first frame's time (timestamps may not start at 0)
     rotation: int = 0
     display_matrix: tuple[int, ...] | None = None
     audio_streams: int = 0
@@ -116,8 +132,7 @@ def probe(path: str | os.PathLike) -> VideoInfo:
         stream = container.streams.video[0]
         first = None
         try:
-            for first in container.decode(stream):
-                break
+            first = next(iter(container.decode(stream)), None)
         except av.error.FFmpegError as exc:
             raise UserError(f"{path}: cannot decode the video (corrupt or truncated?): {_reason(exc)}") from None
         if first is None:
@@ -132,19 +147,29 @@ def probe(path: str | os.PathLike) -> VideoInfo:
         matrix = _display_matrix(first)
         rotation = int(first.rotation) if matrix else 0
         if matrix is None and stream.metadata.get("rotate"):
-            rotation = -int(float(stream.metadata["rotate"]))   # the old tag is clockwise
+            rotation = -int(float(stream.metadata["rotate"]))  # the old tag is clockwise
         start_time = float(first.pts * stream.time_base) if first.pts is not None and stream.time_base else 0.0
-        return VideoInfo(path=path, width=first.width, height=first.height, rate=Fraction(rate),
-                         start_time=start_time,
-                         time_base=stream.time_base or Fraction(1, 90000), frames=int(frames),
-                         duration=duration, codec=stream.codec_context.name, rotation=rotation,
-                         display_matrix=matrix, audio_streams=len(container.streams.audio))
+        return VideoInfo(
+            path=path,
+            width=first.width,
+            height=first.height,
+            rate=Fraction(rate),
+            start_time=start_time,
+            time_base=stream.time_base or Fraction(1, 90000),
+            frames=int(frames),
+            duration=duration,
+            codec=stream.codec_context.name,
+            rotation=rotation,
+            display_matrix=matrix,
+            audio_streams=len(container.streams.audio),
+        )
     finally:
         container.close()
 
 
-def read_frames(info: VideoInfo, *, start: float = 0.0, duration: float | None = None,
-                size: tuple[int, int] | None = None) -> Iterator[Frame]:
+def read_frames(
+    info: VideoInfo, *, start: float = 0.0, duration: float | None = None, size: tuple[int, int] | None = None
+) -> Iterator[Frame]:
     """Yield every frame of ``info.path`` from ``start`` seconds for ``duration`` seconds, in order.
 
     ``start`` counts from the stream's first frame. ``size`` ``(width, height)`` scales frames
@@ -176,18 +201,22 @@ def read_frames(info: VideoInfo, *, start: float = 0.0, duration: float | None =
                     break
                 if t >= begin - 1e-6:
                     count += 1
-                    yield Frame(frame.to_ndarray(format="rgb24", width=width, height=height, interpolation="AREA"),
-                                FrameTime(pts, tb))
+                    yield Frame(
+                        frame.to_ndarray(format="rgb24", width=width, height=height, interpolation="AREA"),
+                        FrameTime(pts, tb),
+                    )
             else:
                 continue
-            break                                   # past the end of the --duration window
+            break  # past the end of the --duration window
         else:
             if start == 0 and stream.frames and packets < stream.frames:
-                raise UserError(f"{info.path}: the file is truncated: only {packets} of its {stream.frames} "
-                                "video frames are there")
+                raise UserError(
+                    f"{info.path}: the file is truncated: only {packets} of its {stream.frames} video frames are there"
+                )
     except av.error.FFmpegError as exc:
-        raise UserError(f"{info.path}: decoding failed after {count} frames (corrupt or truncated?): "
-                        f"{_reason(exc)}") from None
+        raise UserError(
+            f"{info.path}: decoding failed after {count} frames (corrupt or truncated?): {_reason(exc)}"
+        ) from None
     finally:
         container.close()
     if count == 0:
@@ -230,8 +259,8 @@ def choose_pix_fmt(codec: str, width: int, height: int, requested: str | None = 
         rgb = [f for f in ("rgb24", "bgr24", "bgr0", "gbrp") if f in formats]
         pix_fmt = rgb[0] if rgb else (formats[0] if formats else "yuv420p")
     fmt = av.VideoFormat(pix_fmt)
-    pad_w = width % 2 if fmt.chroma_width(16) < 16 else 0     # chroma subsampled across
-    pad_h = height % 2 if fmt.chroma_height(16) < 16 else 0   # ... or down
+    pad_w = width % 2 if fmt.chroma_width(16) < 16 else 0  # chroma subsampled across
+    pad_h = height % 2 if fmt.chroma_height(16) < 16 else 0  # ... or down
     return pix_fmt, (pad_w, pad_h)
 
 
@@ -264,8 +293,16 @@ class VideoWriter:
     at the input's frame rate.
     """
 
-    def __init__(self, path: str | os.PathLike, info: VideoInfo, options: EncodeOptions | None = None, *,
-                 size: tuple[int, int] | None = None, start: float = 0.0, duration: float | None = None) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        info: VideoInfo,
+        options: EncodeOptions | None = None,
+        *,
+        size: tuple[int, int] | None = None,
+        start: float = 0.0,
+        duration: float | None = None,
+    ) -> None:
         options = options or EncodeOptions()
         self.path = Path(path)
         self.width, self.height = size or (info.width, info.height)
@@ -304,7 +341,7 @@ class VideoWriter:
         stream.width, stream.height = self.width + self.pad_w, self.height + self.pad_h
         stream.pix_fmt = self.pix_fmt
         stream.time_base = self.time_base
-        stream.codec_context.time_base = self.time_base    # pts pass through unscaled (VFR kept)
+        stream.codec_context.time_base = self.time_base  # pts pass through unscaled (VFR kept)
         opts: dict[str, str] = {}
         if options.crf is not None:
             if codec not in CRF_CODECS:
@@ -324,7 +361,7 @@ class VideoWriter:
         elif info.rotation:
             stream.set_display_rotation(info.rotation)
         if self.path.suffix.lower() in (".mp4", ".mov", ".m4v"):
-            self.container.options["movflags"] = "+faststart"   # moov first: plays while downloading
+            self.container.options["movflags"] = "+faststart"  # moov first: plays while downloading
         self.stream = stream
 
     def _add_audio(self, source: Path) -> None:
@@ -334,8 +371,10 @@ class VideoWriter:
             try:
                 self._audio_map[s.index] = self.container.add_stream_from_template(s)
             except ValueError:
-                raise UserError(f"the {s.codec_context.name} audio of {source.name} cannot go into a "
-                                f"{self.path.suffix} file; write a .mkv file, or leave the audio out") from None
+                raise UserError(
+                    f"the {s.codec_context.name} audio of {source.name} cannot go into a "
+                    f"{self.path.suffix} file; write a .mkv file, or leave the audio out"
+                ) from None
         if self.shift > 0:
             self._audio_in.seek(int(self.begin * av.time_base), backward=True)
         self._audio_packets = self._audio_in.demux(*streams)
@@ -355,13 +394,13 @@ class VideoWriter:
                     self._audio_packets = None
                     return
             if packet.dts is None or packet.pts is None:
-                continue                                   # demuxer flush packets
+                continue  # demuxer flush packets
             t = float(packet.pts * packet.time_base)
             if seconds is not None and t > seconds:
                 self._pending = packet
                 return
             if self.shift > 0 and t + 1e-6 < self.begin:
-                continue                                   # (without --start, keep priming packets)
+                continue  # (without --start, keep priming packets)
             if self.end is not None and t >= self.end - 1e-6:
                 self._audio_packets = None
                 return
@@ -381,7 +420,7 @@ class VideoWriter:
         else:
             pts = self.frames * self._step
         if self._last_pts is not None and pts <= self._last_pts:
-            pts = self._last_pts + 1                     # encoders need strictly rising pts
+            pts = self._last_pts + 1  # encoders need strictly rising pts
         self._last_pts = pts
         vframe = self._to_video_frame(frame)
         vframe.pts = pts
@@ -395,7 +434,9 @@ class VideoWriter:
         h, w = frame.shape[:2]
         if (w, h) != (self.width, self.height):
             vframe = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
-            frame = vframe.reformat(self.width, self.height, "rgb24", interpolation="BICUBIC").to_ndarray(format="rgb24")
+            frame = vframe.reformat(self.width, self.height, "rgb24", interpolation="BICUBIC").to_ndarray(
+                format="rgb24"
+            )
         if self.pad_w or self.pad_h:
             frame = np.pad(frame, ((0, self.pad_h), (0, self.pad_w), (0, 0)), mode="edge")
         return av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
@@ -430,7 +471,7 @@ class VideoWriter:
             self._audio_in = None
         self._audio_packets = None
 
-    def __enter__(self) -> "VideoWriter":
+    def __enter__(self) -> VideoWriter:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:

@@ -14,14 +14,15 @@ pixel contributes 0 (as in Lai et al.'s evaluation code).
 
 ``nst-flicker INPUT OUTPUT`` (:mod:`realtime.cli.flicker`) prints the output's score and the input's floor.
 """
+
 from __future__ import annotations
 
-from typing import Iterable, Iterator
+from collections.abc import Iterable, Iterator
 
 import numpy as np
 
-from realtime.stages.flow import DisFlow, to_grey, unreliable_mask, warp
 from realtime.core.errors import UserError
+from realtime.stages.flow import DisFlow, to_grey, unreliable_mask, warp
 
 SCORE_PRESET = "medium"  # fixed so scores are comparable between runs and machines
 
@@ -37,8 +38,9 @@ def pair_error(reference: np.ndarray, following: np.ndarray, flow: np.ndarray, u
     return float(np.mean(np.square(diff / 255.0)))
 
 
-def flicker_scores(input_frames: Iterable[np.ndarray], *outputs: Iterable[np.ndarray],
-                   preset: str = SCORE_PRESET) -> list[float]:
+def flicker_scores(
+    input_frames: Iterable[np.ndarray], *outputs: Iterable[np.ndarray], preset: str = SCORE_PRESET
+) -> list[float]:
     """Warping error of each of ``outputs`` against the motion of ``input_frames``; one flow pass for all.
 
     Frames are ``(H, W, 3)`` uint8 RGB; every sequence must have the input's length and frame
@@ -59,14 +61,18 @@ def flicker_scores(input_frames: Iterable[np.ndarray], *outputs: Iterable[np.nda
             break
         if any(ended):
             which = "the input" if ended[0] else f"output {ended.index(True)}"
-            raise UserError(f"frame count mismatch: {which} ends after {index} frames while the other "
-                            "video goes on; the flicker score needs the same number of frames")
+            raise UserError(
+                f"frame count mismatch: {which} ends after {index} frames while the other "
+                "video goes on; the flicker score needs the same number of frames"
+            )
         source, outs = frames[0], frames[1:]
         for k, out in enumerate(outs):
             if out.shape != source.shape:
-                raise UserError(f"frame size mismatch at frame {index}: the input is "
-                                f"{source.shape[1]}x{source.shape[0]} but output {k + 1} is "
-                                f"{out.shape[1]}x{out.shape[0]}; resize one to match first")
+                raise UserError(
+                    f"frame size mismatch at frame {index}: the input is "
+                    f"{source.shape[1]}x{source.shape[0]} but output {k + 1} is "
+                    f"{out.shape[1]}x{out.shape[0]}; resize one to match first"
+                )
         grey = to_grey(source)
         if prev_grey is not None:
             forward, backward = dis(prev_grey, grey), dis(grey, prev_grey)
@@ -81,7 +87,8 @@ def flicker_scores(input_frames: Iterable[np.ndarray], *outputs: Iterable[np.nda
     return [t / pairs for t in totals]
 
 
-def flicker_score(input_frames: Iterable[np.ndarray], output_frames: Iterable[np.ndarray],
-                  preset: str = SCORE_PRESET) -> float:
+def flicker_score(
+    input_frames: Iterable[np.ndarray], output_frames: Iterable[np.ndarray], preset: str = SCORE_PRESET
+) -> float:
     """Warping error of ``output_frames`` along the motion of ``input_frames`` (lower is steadier)."""
     return flicker_scores(input_frames, output_frames, preset=preset)[0]

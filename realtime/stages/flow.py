@@ -15,6 +15,7 @@ error: a forward-backward check
 ``|F(x) + B(x + F(x))|² > 0.01 (|F(x)|² + |B(x + F(x))|²) + 0.5`` and a motion-boundary test
 ``|∇F_u|² + |∇F_v|² > 0.01 |F|² + 0.002`` (forward differences), all in pixel units.
 """
+
 from __future__ import annotations
 
 import cv2
@@ -63,8 +64,9 @@ class DisFlow:
 
     def __call__(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         if a.shape != b.shape or a.ndim != 2 or a.dtype != np.uint8:
-            raise ValueError(f"DIS needs two uint8 grey images of one size, got {a.shape} {a.dtype} "
-                             f"and {b.shape} {b.dtype}")
+            raise ValueError(
+                f"DIS needs two uint8 grey images of one size, got {a.shape} {a.dtype} and {b.shape} {b.dtype}"
+            )
         return self._dis.calc(a, b, None)
 
 
@@ -126,8 +128,8 @@ def occlusion_mask(flow_ab: np.ndarray, flow_ba: np.ndarray) -> np.ndarray:
 def motion_boundary_mask(flow: np.ndarray) -> np.ndarray:
     """``True`` where the flow changes sharply: ``|∇u|² + |∇v|² > 0.01 |F|² + 0.002`` (forward differences)."""
     grad = np.zeros(flow.shape[:2], np.float32)
-    dx = flow[:, 1:] - flow[:, :-1]   # (H, W-1, 2)
-    dy = flow[1:, :] - flow[:-1, :]   # (H-1, W, 2)
+    dx = flow[:, 1:] - flow[:, :-1]  # (H, W-1, 2)
+    dy = flow[1:, :] - flow[:-1, :]  # (H-1, W, 2)
     grad[:, :-1] += _sq_norm(dx)
     grad[:-1, :] += _sq_norm(dy)
     return grad > MB_RELATIVE * _sq_norm(flow) + MB_ABSOLUTE

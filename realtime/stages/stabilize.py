@@ -29,6 +29,7 @@ Threading: ``prepare`` owns the previous-input state, ``__call__`` the previous-
 each is called in frame order. ``reset`` only bumps a generation counter that both sides
 check, so it is safe from any thread (a hotkey, a model switch).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -39,16 +40,16 @@ import numpy as np
 from realtime.stages.flow import DisFlow, pixel_grid, resize_flow, unreliable_mask, warp
 from realtime.stages.strength import check_strength
 
-DEFAULT_STRENGTH = 0.9   # chosen with `python -m bench stabilize` (README: Flicker)
-FLOW_SCALE = 0.5         # flow image size relative to the frame (at least MIN_FLOW_SIDE px short side)
+DEFAULT_STRENGTH = 0.9  # chosen with `python -m bench stabilize` (README: Flicker)
+FLOW_SCALE = 0.5  # flow image size relative to the frame (at least MIN_FLOW_SIDE px short side)
 MIN_FLOW_SIDE = 96
-FLOW_PRESET, FLOW_FINEST_SCALE = "fast", 1   # ~2 ms a call at 320x180, 0.1 px error on the bench clip
+FLOW_PRESET, FLOW_FINEST_SCALE = "fast", 1  # ~2 ms a call at 320x180, 0.1 px error on the bench clip
 PHOTO_LOW, PHOTO_HIGH = 6.0, 18.0  # max-channel RGB error (0..255): full trust below, none above
-PHOTO_WINDOW = 3         # the photometric error is averaged over this window (flow-image pixels)
-ERODE = 1                # trusted areas shrink by this many flow-image pixels
-CUT_THRESHOLD = 30.0     # mean photometric error above this = scene cut (motion: 2-6; cuts: 60-106)
+PHOTO_WINDOW = 3  # the photometric error is averaged over this window (flow-image pixels)
+ERODE = 1  # trusted areas shrink by this many flow-image pixels
+CUT_THRESHOLD = 30.0  # mean photometric error above this = scene cut (motion: 2-6; cuts: 60-106)
 CUT_MIN_RELIABLE = 0.05  # ... or fewer pixels than this pass the forward-backward check
-CONTRAST = 1.0           # restore the blend's detail contrast: 1 fully, 0 off (a plain blend)
+CONTRAST = 1.0  # restore the blend's detail contrast: 1 fully, 0 off (a plain blend)
 BAND, ENERGY_WINDOW, MAX_GAIN = 9, 15, 3.0  # detail = above a 9-px box low-pass; energy over 15 px
 
 
@@ -92,12 +93,23 @@ class TemporalStabilizer:
     (0..255) above which a frame starts a new scene; ``contrast`` 0 gives a plain blend.
     """
 
-    def __init__(self, strength: float = DEFAULT_STRENGTH, flow_scale: float = FLOW_SCALE,
-                 preset: str = FLOW_PRESET, finest_scale: int | None = FLOW_FINEST_SCALE,
-                 cut_threshold: float = CUT_THRESHOLD, photo_low: float = PHOTO_LOW,
-                 photo_high: float = PHOTO_HIGH, window: int = PHOTO_WINDOW, erode: int = ERODE,
-                 interpolation: int = cv2.INTER_CUBIC, contrast: float = CONTRAST, band: int = BAND,
-                 energy_window: int = ENERGY_WINDOW, max_gain: float = MAX_GAIN) -> None:
+    def __init__(
+        self,
+        strength: float = DEFAULT_STRENGTH,
+        flow_scale: float = FLOW_SCALE,
+        preset: str = FLOW_PRESET,
+        finest_scale: int | None = FLOW_FINEST_SCALE,
+        cut_threshold: float = CUT_THRESHOLD,
+        photo_low: float = PHOTO_LOW,
+        photo_high: float = PHOTO_HIGH,
+        window: int = PHOTO_WINDOW,
+        erode: int = ERODE,
+        interpolation: int = cv2.INTER_CUBIC,
+        contrast: float = CONTRAST,
+        band: int = BAND,
+        energy_window: int = ENERGY_WINDOW,
+        max_gain: float = MAX_GAIN,
+    ) -> None:
         if not 0.0 < flow_scale <= 1.0:
             raise ValueError(f"flow_scale must be in (0, 1], got {flow_scale}")
         if not 0.0 <= photo_low < photo_high:
@@ -171,10 +183,13 @@ class TemporalStabilizer:
         """The stabilised frame (``styled`` itself when there is nothing to blend)."""
         if prepared is None:  # synchronous use without the pipeline
             prepared = self.prepare(source)
-        continuous = (prepared.flow is not None and self._prev_out is not None
-                      and prepared.generation == self._generation == self._out_generation
-                      and prepared.index == self._out_index + 1
-                      and self._prev_out.shape == styled.shape)
+        continuous = (
+            prepared.flow is not None
+            and self._prev_out is not None
+            and prepared.generation == self._generation == self._out_generation
+            and prepared.index == self._out_index + 1
+            and self._prev_out.shape == styled.shape
+        )
         self._out_generation, self._out_index = prepared.generation, prepared.index
         strength = float(self.strength)
         if not continuous or strength <= 0.0:
@@ -183,8 +198,14 @@ class TemporalStabilizer:
         h, w = styled.shape[:2]
         buf = self._buffer
         coords = cv2.add(resize_flow(prepared.flow, (h, w)), pixel_grid(h, w), dst=buf("coords", (h, w, 2)))
-        warped = cv2.remap(self._prev_out, coords, None, self.interpolation, dst=buf("warped", (h, w, 3), np.uint8),
-                           borderMode=cv2.BORDER_REPLICATE)
+        warped = cv2.remap(
+            self._prev_out,
+            coords,
+            None,
+            self.interpolation,
+            dst=buf("warped", (h, w, 3), np.uint8),
+            borderMode=cv2.BORDER_REPLICATE,
+        )
         weight = cv2.resize(prepared.weight, (w, h), dst=buf("weight", (h, w)), interpolation=cv2.INTER_LINEAR)
         weight *= min(strength, 1.0)
         current, blend = buf("current", (h, w, 3)), buf("blend", (h, w, 3))

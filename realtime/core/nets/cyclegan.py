@@ -5,6 +5,7 @@
 :class:`PatchDiscriminator` is the 70x70 PatchGAN. Both use InstanceNorm without affine
 parameters or running statistics. Images are ``(B, 3, H, W)`` RGB in -1..1.
 """
+
 from __future__ import annotations
 
 import torch
@@ -21,8 +22,13 @@ class ResnetBlock(nn.Module):
     def __init__(self, dim: int) -> None:
         super().__init__()
         self.conv_block = nn.Sequential(
-            nn.ReflectionPad2d(1), nn.Conv2d(dim, dim, 3, bias=True), _instance_norm(dim), nn.ReLU(True),
-            nn.ReflectionPad2d(1), nn.Conv2d(dim, dim, 3, bias=True), _instance_norm(dim),
+            nn.ReflectionPad2d(1),
+            nn.Conv2d(dim, dim, 3, bias=True),
+            _instance_norm(dim),
+            nn.ReLU(True),
+            nn.ReflectionPad2d(1),
+            nn.Conv2d(dim, dim, 3, bias=True),
+            _instance_norm(dim),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -43,24 +49,36 @@ class ResnetGenerator(nn.Module):
         self.ngf, self.n_blocks = int(ngf), int(n_blocks)
         self.in_channels, self.out_channels = int(in_channels), int(out_channels)
         layers: list[nn.Module] = [
-            nn.ReflectionPad2d(3), nn.Conv2d(in_channels, ngf, 7, bias=True), _instance_norm(ngf), nn.ReLU(True),
+            nn.ReflectionPad2d(3),
+            nn.Conv2d(in_channels, ngf, 7, bias=True),
+            _instance_norm(ngf),
+            nn.ReLU(True),
         ]
         for i in range(2):  # downsample: ngf -> 2 ngf -> 4 ngf
-            mult = 2 ** i
-            layers += [nn.Conv2d(ngf * mult, ngf * mult * 2, 3, stride=2, padding=1, bias=True),
-                       _instance_norm(ngf * mult * 2), nn.ReLU(True)]
+            mult = 2**i
+            layers += [
+                nn.Conv2d(ngf * mult, ngf * mult * 2, 3, stride=2, padding=1, bias=True),
+                _instance_norm(ngf * mult * 2),
+                nn.ReLU(True),
+            ]
         layers += [ResnetBlock(ngf * 4) for _ in range(n_blocks)]
         for i in range(2):  # upsample: 4 ngf -> 2 ngf -> ngf
             mult = 2 ** (2 - i)
-            layers += [nn.ConvTranspose2d(ngf * mult, ngf * mult // 2, 3, stride=2, padding=1,
-                                          output_padding=1, bias=True),
-                       _instance_norm(ngf * mult // 2), nn.ReLU(True)]
+            layers += [
+                nn.ConvTranspose2d(ngf * mult, ngf * mult // 2, 3, stride=2, padding=1, output_padding=1, bias=True),
+                _instance_norm(ngf * mult // 2),
+                nn.ReLU(True),
+            ]
         layers += [nn.ReflectionPad2d(3), nn.Conv2d(ngf, out_channels, 7), nn.Tanh()]
         self.model = nn.Sequential(*layers)
 
     def arch_kwargs(self) -> dict[str, int]:
-        return {"ngf": self.ngf, "n_blocks": self.n_blocks,
-                "in_channels": self.in_channels, "out_channels": self.out_channels}
+        return {
+            "ngf": self.ngf,
+            "n_blocks": self.n_blocks,
+            "in_channels": self.in_channels,
+            "out_channels": self.out_channels,
+        }
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, 3, H, W)`` in -1..1 -> ``(B, 3, H, W)`` in -1..1."""
@@ -76,13 +94,19 @@ class PatchDiscriminator(nn.Module):
         layers: list[nn.Module] = [nn.Conv2d(in_channels, ndf, 4, stride=2, padding=1), nn.LeakyReLU(0.2, True)]
         mult = 1
         for n in range(1, n_layers):
-            prev, mult = mult, min(2 ** n, 8)
-            layers += [nn.Conv2d(ndf * prev, ndf * mult, 4, stride=2, padding=1, bias=True),
-                       _instance_norm(ndf * mult), nn.LeakyReLU(0.2, True)]
-        prev, mult = mult, min(2 ** n_layers, 8)
-        layers += [nn.Conv2d(ndf * prev, ndf * mult, 4, stride=1, padding=1, bias=True),
-                   _instance_norm(ndf * mult), nn.LeakyReLU(0.2, True),
-                   nn.Conv2d(ndf * mult, 1, 4, stride=1, padding=1)]
+            prev, mult = mult, min(2**n, 8)
+            layers += [
+                nn.Conv2d(ndf * prev, ndf * mult, 4, stride=2, padding=1, bias=True),
+                _instance_norm(ndf * mult),
+                nn.LeakyReLU(0.2, True),
+            ]
+        prev, mult = mult, min(2**n_layers, 8)
+        layers += [
+            nn.Conv2d(ndf * prev, ndf * mult, 4, stride=1, padding=1, bias=True),
+            _instance_norm(ndf * mult),
+            nn.LeakyReLU(0.2, True),
+            nn.Conv2d(ndf * mult, 1, 4, stride=1, padding=1),
+        ]
         self.model = nn.Sequential(*layers)
 
     def arch_kwargs(self) -> dict[str, int]:

@@ -13,8 +13,9 @@ a trainer in ``train/`` (see ``docs/adding-a-family.md``).
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import torch
 from torch import nn
@@ -84,8 +85,9 @@ FAMILIES: dict[str, Family] = {
             runtime_net=TransformerNet,
             checkpoint_names={"transformer_net": TransformerNet},
             contract=johnson_contract,
-            foreign_layouts=(ForeignLayout("pytorch/examples fast_neural_style", "conv1.conv2d.weight",
-                                           _transformer_kwargs),),
+            foreign_layouts=(
+                ForeignLayout("pytorch/examples fast_neural_style", "conv1.conv2d.weight", _transformer_kwargs),
+            ),
         ),
         Family(
             name="cyclegan",

@@ -8,6 +8,7 @@ the slim CPU-real-time variant (``TransformerNet.small()``) from the same code.
 Input and output: ``(B, 3, H, W)`` float RGB in 0..255 (output not clamped); H and W
 multiples of 4 keep the down- and up-sampling exact.
 """
+
 from __future__ import annotations
 
 import torch
@@ -52,8 +53,9 @@ class ResidualBlock(nn.Module):
 class UpsampleConvLayer(nn.Module):
     """Nearest-neighbour upsampling then convolution (avoids transposed-conv checkerboards)."""
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int,
-                 upsample: int | None = None) -> None:
+    def __init__(
+        self, in_channels: int, out_channels: int, kernel_size: int, stride: int, upsample: int | None = None
+    ) -> None:
         super().__init__()
         self.upsample = upsample
         self.reflection_pad = nn.ReflectionPad2d(kernel_size // 2)
@@ -91,7 +93,7 @@ class TransformerNet(nn.Module):
         self.relu = nn.ReLU()
 
     @classmethod
-    def from_arch(cls, arch: str) -> "TransformerNet":
+    def from_arch(cls, arch: str) -> TransformerNet:
         """Build a named architecture: ``johnson`` (the paper's) or ``small`` (half width, 3 blocks)."""
         width, blocks = ARCHS[arch]
         return cls(width=width, num_residual=blocks)

