@@ -133,8 +133,8 @@ class Scorer:
         """``(style distance, content distance)`` of the image at ``output``."""
         import torch
 
-        from realtime.core.gatys import CONTENT_LAYER, STYLE_LAYERS, resize, style_size, to_tensor
-        from realtime.core.images import read_image
+        from realtime.core.gatys import CONTENT_LAYER, STYLE_LAYERS, style_size, to_tensor
+        from realtime.core.images import read_image, resize
         from realtime.core.losses import gram
         from realtime.core.metrics import feature_distance, gram_distance
 

@@ -23,7 +23,7 @@ import torch
 
 from realtime.cli.common import cli_entry
 from realtime.core.errors import UserError
-from realtime.core.images import list_images, read_image, resize_to
+from realtime.core.images import list_images, read_image, resize
 from realtime.core.losses import GATYS_CONTENT_LAYERS, GATYS_STYLE_LAYERS, gram
 from realtime.core.metrics import StyleMeter, feature_distance, gram_distance, to_batch
 from realtime.core.nets.vgg import VGG19Features
@@ -66,7 +66,7 @@ def evaluate_johnson(model: Path, vgg: VGG19Features, size: int, gallery: Path |
     per_photo = ", ".join(f"{r:.2f}/{c:.2f}" for r, c in rows)
     if gallery is not None:
         style_tile = read_image(style_file, size)
-        square = [resize_to(t, size, size) for t in [style_tile, *tiles]]
+        square = [resize(t, size, size) for t in [style_tile, *tiles]]
         save_grid([square], gallery / f"{model.stem}.jpg")
     return [f"| {model.stem} | {stylizer.contract.style} | {ratio:.2f} | {content:.2f} | {per_photo} | {ok} |"]
 
@@ -105,7 +105,7 @@ def evaluate_cyclegan(
     if gallery is not None:
         best = sorted(shown, key=lambda t: t[2])[:4]
         save_grid(
-            [[resize_to(h, size, size) for h, _, _ in best], [resize_to(o, size, size) for _, o, _ in best]],
+            [[resize(h, size, size) for h, _, _ in best], [resize(o, size, size) for _, o, _ in best]],
             gallery / f"{Path(model).stem}.jpg",
         )
     return [
@@ -125,7 +125,7 @@ def video_strip(video: Path, model: str, gallery: Path, picks: int = 3) -> Path:
     chosen = [frames[round(i * (len(frames) - 1) / (picks - 1))] for i in range(picks)]
     styled = [stylizer(f) for f in chosen]
     h, w = chosen[0].shape[:2]
-    small = [[resize_to(f, h // 2, w // 2) for f in row] for row in (chosen, styled)]
+    small = [[resize(f, h // 2, w // 2) for f in row] for row in (chosen, styled)]
     return save_grid(small, gallery / f"{video.stem}_{Path(model).stem}.jpg")
 
 

@@ -10,18 +10,16 @@ InstanceNorm layers stay float32 (see :class:`HalfPrecision`).
 from __future__ import annotations
 
 import copy
-import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import nn
 
 from export.torchscript_writer import write_torchscript
 from export.verify import TOLERANCE_LEVELS, Check, verify_export
-from realtime.core.checkpoint import LoadedModel, load_model
+from realtime.core.checkpoint import LoadedModel, json_safe, load_model
 from realtime.core.contract import IOContract
 from realtime.core.errors import UserError
 from realtime.core.files import atomic_path, ensure_not_an_input
@@ -81,10 +79,6 @@ class ExportResult:
         return self.path.stat().st_size
 
 
-def _json_safe(data: dict[str, Any]) -> dict[str, Any]:
-    return json.loads(json.dumps(data, default=str))
-
-
 def export_contract(
     loaded: LoadedModel, source_name: str, name: str | None, static: tuple[int, int] | None
 ) -> IOContract:
@@ -94,7 +88,7 @@ def export_contract(
     provenance.setdefault("source_file", source_name)
     training = {k: v for k, v in loaded.meta.items() if k != "source_file"}
     if training:
-        provenance["training"] = _json_safe(training)
+        provenance["training"] = json_safe(training)
     return contract.replace(
         name=name or contract.name or Path(source_name).stem,
         fixed_size=tuple(static) if static else contract.fixed_size,
@@ -153,7 +147,7 @@ def export_model(
     contract = export_contract(loaded, source_name, name, static)
     reference = loaded.model.float().eval().cpu()
     module = HalfPrecision(reference).eval() if fp16 else reference
-    meta = _json_safe(loaded.meta)
+    meta = json_safe(loaded.meta)
     shapes = [(2, *static), (1, *static)] if static else list(VERIFY_SHAPES)
     with atomic_path(dest) as tmp:
         if fmt == "onnx":

@@ -10,13 +10,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from fakes import IdentityStylizer, ListSink
 from video_clips import Invert, install_fake_models, make_clip, read_video
 
 from realtime.cli.cam import CamState, Controls, ModelCycle, check_display, handle_key, main
 from realtime.core.errors import UserError
-from realtime.core.stylizer import IdentityStylizer
 from realtime.io import sources
-from realtime.io.sinks import ListSink, WindowSink
+from realtime.io.sinks import WindowSink
 from realtime.io.sources import CaptureSource
 from realtime.pipeline import StopRun, run
 from realtime.stages import PreserveColor, StrengthBlend, Toggle

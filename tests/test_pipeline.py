@@ -7,9 +7,9 @@ import time
 
 import numpy as np
 import pytest
+from fakes import IdentityStylizer, ListSink
 
-from realtime.core.stylizer import IdentityStylizer
-from realtime.io.sinks import ListSink, TeeSink
+from realtime.io.sinks import TeeSink
 from realtime.pipeline import Frame, Interrupted, RunStats, StopRun, run
 
 

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from fakes import IdentityStylizer
 from video_clips import Invert, install_fake_models, make_clip, read_video
 
 from realtime.cli.video import main
-from realtime.core.stylizer import IdentityStylizer
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -16,8 +16,7 @@ from pathlib import Path
 
 import av
 import numpy as np
-
-from realtime.core.stylizer import IdentityStylizer
+from fakes import IdentityStylizer
 
 
 def frame_image(i: int, width: int, height: int) -> np.ndarray:

@@ -10,8 +10,10 @@ from __future__ import annotations
 import logging
 import os
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -23,6 +25,7 @@ from realtime.core.errors import InvalidValue, UserError
 from realtime.core.images import list_images, pil_to_rgb
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 DATA_ROOT_ENV = "NST_DATA_ROOT"
 
@@ -89,15 +92,30 @@ class ImageFolder(Dataset):
         return torch.from_numpy(arr).permute(2, 0, 1).contiguous()
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        bad = -1
-        for attempt in range(len(self.files)):
-            i = (index + attempt) % len(self.files)
-            try:
-                return self._load(i), bad
-            except Exception:  # noqa: BLE001 - any decoder failure means "skip this file"
-                if bad == -1:
-                    bad = i
-        raise UserError(f"none of the {len(self.files)} images under {self.root} could be read")
+        return first_readable(len(self.files), index, self._load, self.root)
+
+
+def first_readable(count: int, index: int, load: Callable[[int], T], where: Path) -> tuple[T, int]:
+    """``(load(i), bad)`` for the first ``i`` from ``index`` on (cyclically) whose file decodes.
+
+    ``bad`` is -1, or the index of the first file that failed (reported once by the training
+    loop). An unreadable file never stops training; :class:`UserError` only if none decodes.
+    """
+    bad = -1
+    for attempt in range(count):
+        i = (index + attempt) % count
+        try:
+            return load(i), bad
+        except Exception:  # noqa: BLE001 - any decoder failure means "skip this file"
+            if bad == -1:
+                bad = i
+    raise UserError(f"none of the {count} images under {where} could be read")
+
+
+def epoch_permutation(n: int, epoch: int, seed: int) -> list[int]:
+    """The sample order of one epoch: a permutation fixed by ``(seed, epoch)``, so ``--resume`` replays it."""
+    generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    return torch.randperm(n, generator=generator).tolist()
 
 
 # ----------------------------------------------------------------------------- MS-COCO

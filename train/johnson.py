@@ -33,7 +33,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from realtime.cli.common import cli_entry
-from realtime.core.checkpoint import load_model, save_checkpoint
+from realtime.core.checkpoint import json_safe, load_model, save_checkpoint
 from realtime.core.contract import johnson_contract
 from realtime.core.devices import resolve_device
 from realtime.core.errors import InvalidValue, UserError
@@ -49,7 +49,7 @@ from realtime.core.nets import TransformerNet
 from realtime.core.nets.transformer import ARCHS
 from realtime.core.nets.vgg import LAYERS, VGG19Features
 from train import distributed
-from train.data import Augment, ImageFolder, default_data_root, resolve_coco
+from train.data import Augment, ImageFolder, default_data_root, epoch_permutation, resolve_coco
 from train.runlog import RunLog, save_grid, to_uint8_images
 from train.state import capture_rng, restore_rng, seed_everything
 
@@ -118,12 +118,6 @@ def resolve_dataset(config: JohnsonConfig, progress: bool) -> Path:
         root = Path(config.data_root) if config.data_root else default_data_root()
         return resolve_coco(root, config.download, progress=progress)
     return Path(config.dataset)
-
-
-def epoch_order(n: int, epoch: int, seed: int) -> list[int]:
-    """The sample order of one epoch: a permutation fixed by (seed, epoch), so resume can replay it."""
-    gen = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
-    return torch.randperm(n, generator=gen).tolist()
 
 
 # ----------------------------------------------------------------------------- training
@@ -210,7 +204,7 @@ def train(config: JohnsonConfig, progress: bool = True) -> Path:
     if config.resume and config.init_from:
         raise InvalidValue("init_from", "cannot be combined with {resume}", mentions=("resume",))
     meta = {
-        "config": _jsonable(dataclasses.asdict(config)),
+        "config": json_safe(dataclasses.asdict(config)),
         "style": style_path.name,
         "dataset": str(dataset_dir),
         "dataset_images": len(data),
@@ -257,7 +251,7 @@ def train(config: JohnsonConfig, progress: bool = True) -> Path:
     try:
         while step < total_steps:
             epoch, offset = divmod(step, steps_per_epoch)
-            order = epoch_order(len(data), epoch, config.seed)[: steps_per_epoch * per_step]
+            order = epoch_permutation(len(data), epoch, config.seed)[: steps_per_epoch * per_step]
             mine = order[offset * per_step :][dist_info.rank :: dist_info.world_size]
             data.set_epoch(epoch)
             loader = DataLoader(
@@ -386,14 +380,6 @@ def _move_optimizer_state(optimizer: torch.optim.Optimizer, device: torch.device
         for k, v in state.items():
             if isinstance(v, torch.Tensor) and k != "step":
                 state[k] = v.to(device)
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    return value
 
 
 # ----------------------------------------------------------------------------- CLI

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import logging
-import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -72,11 +71,3 @@ def save_grid(rows: Sequence[Sequence[np.ndarray]], path: str | Path, pad: int =
             y, x = pad + r * (h + pad), pad + c * (w + pad)
             grid[y : y + h, x : x + w] = img[:h, :w]
     return write_image(path, grid)
-
-
-def format_eta(seconds: float) -> str:
-    if not math.isfinite(seconds):
-        return "?"
-    m, s = divmod(int(seconds), 60)
-    h, m = divmod(m, 60)
-    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"

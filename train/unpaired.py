@@ -30,7 +30,7 @@ from torch.utils.data import Dataset, Sampler
 from realtime.core.download import download, extract_zip
 from realtime.core.errors import InvalidValue, UserError
 from realtime.core.images import list_images, pil_to_rgb
-from train.data import DATA_ROOT_ENV
+from train.data import DATA_ROOT_ENV, epoch_permutation, first_readable
 
 log = logging.getLogger(__name__)
 
@@ -164,15 +164,7 @@ class UnpairedDataset(Dataset):
         return torch.from_numpy(arr).permute(2, 0, 1).contiguous()
 
     def _load_readable(self, files: list[Path], index: int, rng: random.Random) -> tuple[torch.Tensor, int]:
-        bad = -1
-        for attempt in range(len(files)):
-            i = (index + attempt) % len(files)
-            try:
-                return self._load(files[i], rng), bad
-            except Exception:  # noqa: BLE001 - any decoder failure means "skip this file"
-                if bad == -1:
-                    bad = i
-        raise UserError(f"none of the {len(files)} images under {files[0].parent} could be read")
+        return first_readable(len(files), index, lambda i: self._load(files[i], rng), files[0].parent)
 
     def __getitem__(self, key: tuple[int, int, int] | int) -> dict[str, Any]:
         epoch, batch, index = key if isinstance(key, tuple) else (0, 0, key)
@@ -217,9 +209,7 @@ class EpochBatchSampler(Sampler):
 
     def epoch_indices(self, epoch: int) -> list[int]:
         """This rank's indices for ``epoch``."""
-        g = torch.Generator()
-        g.manual_seed(self.seed * 1_000_003 + epoch)
-        order = torch.randperm(self.n, generator=g).tolist()
+        order = epoch_permutation(self.n, epoch, self.seed)
         total = math.ceil(self.n / self.world_size) * self.world_size
         order += order[: total - self.n]
         return order[self.rank :: self.world_size]

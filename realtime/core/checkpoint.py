@@ -15,6 +15,7 @@ Legacy InstanceNorm ``running_mean``/``running_var`` keys are dropped in one pla
 
 from __future__ import annotations
 
+import json
 import pickle
 import re
 import zipfile
@@ -42,6 +43,11 @@ class LoadedModel:
     contract: IOContract
     meta: dict[str, Any] = field(default_factory=dict)
     training: dict[str, Any] | None = None
+
+
+def json_safe(data: Any) -> Any:
+    """``data`` as plain JSON types (tuples become lists, paths and other objects strings), for metadata."""
+    return json.loads(json.dumps(data, default=str))
 
 
 def drop_legacy_norm_keys(model: nn.Module, state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

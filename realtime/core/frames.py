@@ -21,13 +21,13 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from realtime.core.contract import IOContract
 from realtime.core.errors import InvalidValue, UserError
+from realtime.core.images import resize
 
 MIN_SIDE = 16  # the nets' own reflection pads need about 8 px after padding; keep a margin
 
@@ -123,13 +123,6 @@ def _pad_mode(size: int, pad: int) -> str:
     return "reflect" if pad < size else "edge"
 
 
-def _resize(rgb: np.ndarray, height: int, width: int) -> np.ndarray:
-    if rgb.shape[:2] == (height, width):
-        return rgb
-    shrink = height * width < rgb.shape[0] * rgb.shape[1]
-    return cv2.resize(rgb, (width, height), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
-
-
 def to_model_input(frames: Sequence[np.ndarray], contract: IOContract) -> tuple[np.ndarray, Crop]:
     """``B`` frames ``(H, W, 3)`` uint8 RGB -> ``float32 (B, 3, Hp, Wp)`` (or ``(B, Hp, Wp, 3)`` for NHWC).
 
@@ -140,7 +133,7 @@ def to_model_input(frames: Sequence[np.ndarray], contract: IOContract) -> tuple[
     height, width = check_frames(frames)
     crop = plan(height, width, contract)
     if crop.resized:
-        batch = np.stack([_resize(f, crop.model_height, crop.model_width) for f in frames])
+        batch = np.stack([resize(f, crop.model_height, crop.model_width, "fast") for f in frames])
     else:
         batch = np.stack(frames)
         pb, pr = crop.pad_bottom, crop.pad_right
@@ -181,7 +174,7 @@ def from_model_output(array: np.ndarray, contract: IOContract, crop: Crop) -> li
     pixels = (y - np.float32(offset)) * np.float32(1.0 / scale)
     out = np.clip(np.rint(pixels), 0, 255).astype(np.uint8)
     if crop.resized:
-        return [np.ascontiguousarray(_resize(f, crop.height, crop.width)) for f in out]
+        return [np.ascontiguousarray(resize(f, crop.height, crop.width, "fast")) for f in out]
     return [np.ascontiguousarray(f) for f in out]
 
 

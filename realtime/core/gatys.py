@@ -28,9 +28,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 
 from realtime.core.errors import InvalidValue
+from realtime.core.images import resize
 from realtime.core.losses import (
     GATYS_CONTENT_LAYERS,
     GATYS_STYLE_LAYERS,
@@ -143,13 +143,6 @@ def style_size(style_hw: tuple[int, int], content_hw: tuple[int, int], style_sca
     area = content_hw[0] * content_hw[1] * style_scale**2
     h = math.sqrt(area * sh / sw)
     return max(16, round(h)), max(16, round(h * sw / sh))
-
-
-def resize(rgb: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Resize ``(H, W, 3)`` uint8 with Lanczos (antialiased when shrinking)."""
-    if rgb.shape[:2] == (height, width):
-        return rgb
-    return np.asarray(Image.fromarray(rgb).resize((width, height), Image.LANCZOS))
 
 
 def match_color(style: np.ndarray, content: np.ndarray) -> np.ndarray:

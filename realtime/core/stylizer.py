@@ -15,7 +15,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from realtime.core.contract import IOContract, johnson_contract
+from realtime.core.contract import IOContract
 
 
 @runtime_checkable
@@ -59,18 +59,3 @@ def apply_stages(stages: Sequence[Stage], source: np.ndarray, styled: np.ndarray
     for stage in stages:
         styled = stage(source, styled, stage.prepare(source))
     return styled
-
-
-class IdentityStylizer:
-    """Returns every frame unchanged: the stand-in stylizer of tests and pipeline benchmarks."""
-
-    name = "identity"
-
-    def __init__(self) -> None:
-        self.contract = johnson_contract(name="identity")
-
-    def __call__(self, frame: np.ndarray) -> np.ndarray:
-        return frame.copy()
-
-    def stylize_batch(self, frames: Sequence[np.ndarray]) -> list[np.ndarray]:
-        return [f.copy() for f in frames]

@@ -1,4 +1,4 @@
-"""Pipeline sinks: a window with overlay and hotkeys, a recorder, a tee, and a list for tests.
+"""Pipeline sinks: a window with overlay and hotkeys, a recorder, and a tee.
 
 A sink has ``write(frame, info)`` (``frame``: ``(H, W, 3)`` uint8 RGB, stylised and post-processed;
 ``info``: :class:`~realtime.pipeline.FrameInfo` with the source frame and timestamps) and
@@ -23,27 +23,6 @@ from realtime.io.video_files import EncodeOptions, VideoInfo, VideoWriter
 from realtime.pipeline import FrameInfo, StopRun
 
 log = logging.getLogger(__name__)
-
-
-class ListSink:
-    """Collects frames and their infos in lists: the sink of tests."""
-
-    def __init__(self) -> None:
-        self.frames: list[np.ndarray] = []
-        self.infos: list[FrameInfo] = []
-        self.closed = False
-        self.aborted = False
-
-    def write(self, frame: np.ndarray, info: FrameInfo | None = None) -> None:
-        self.frames.append(frame)
-        if info is not None:
-            self.infos.append(info)
-
-    def close(self) -> None:
-        self.closed = True
-
-    def abort(self) -> None:
-        self.aborted = True
 
 
 class TeeSink:

@@ -37,6 +37,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from realtime.core.images import resize
 from realtime.stages.flow import DisFlow, pixel_grid, resize_flow, unreliable_mask, warp
 from realtime.stages.strength import check_strength
 
@@ -56,14 +57,6 @@ BAND, ENERGY_WINDOW, MAX_GAIN = 9, 15, 3.0  # detail = above a 9-px box low-pass
 def check_stabilize(value: float) -> float:
     """The stabiliser's strength as a float in 0..1, else :class:`InvalidValue` about ``stabilize``."""
     return check_strength(value, name="stabilize")
-
-
-def resize_frame(frame: np.ndarray, scale: float) -> np.ndarray:
-    """``(H, W, 3)`` uint8 resized by ``scale`` with an area filter."""
-    if scale == 1.0:
-        return np.ascontiguousarray(frame)
-    h, w = frame.shape[:2]
-    return cv2.resize(frame, (max(8, round(w * scale)), max(8, round(h * scale))), interpolation=cv2.INTER_AREA)
 
 
 @dataclass(frozen=True)
@@ -144,7 +137,9 @@ class TemporalStabilizer:
         """Flow from ``source`` to the previous input, its reliability, and the scene-cut test."""
         generation = self._generation
         self._in_index += 1
-        small = resize_frame(source, self._scale_for(source.shape))
+        scale = self._scale_for(source.shape)
+        height, width = (max(8, round(side * scale)) for side in source.shape[:2])
+        small = np.ascontiguousarray(resize(source, height, width, "fast"))
         grey = cv2.cvtColor(small, cv2.COLOR_RGB2GRAY)
         previous, self._previous = self._previous, (small, grey)
         if generation != self._in_generation or previous is None or previous[0].shape != small.shape:

@@ -10,7 +10,7 @@ RGB 0..1 standardised), so callers never repeat it.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from pathlib import Path
 
 import torch
@@ -162,8 +162,3 @@ class VGG19Features(nn.Module):
             if name in wanted:
                 out[name] = x
         return out
-
-
-def layers_up_to(names: Sequence[str]) -> tuple[str, ...]:
-    """The VGG layer names in network order (useful for display)."""
-    return tuple(sorted(set(names), key=LAYERS.index))
