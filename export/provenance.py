@@ -14,24 +14,19 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import onnx
-
 from realtime.cli.common import cli_entry
 from realtime.core.download import sha256_of
 from realtime.core.errors import UserError
+from realtime.core.onnx_file import CONTRACT_KEY, read_metadata
 
 
-def read_metadata(path: Path) -> dict[str, Any]:
+def decoded_metadata(path: Path) -> dict[str, Any]:
     """The ``nst_*`` metadata of an exported ONNX file, JSON values decoded."""
-    try:
-        model = onnx.load(str(path), load_external_data=False)
-    except Exception as exc:  # noqa: BLE001 - onnx raises DecodeError and friends
-        raise UserError(f"{path}: not a readable ONNX file ({exc.__class__.__name__})") from None
-    props = {p.key: p.value for p in model.metadata_props}
-    if "nst_contract" not in props:
+    props = read_metadata(path)
+    if CONTRACT_KEY not in props:
         raise UserError(f"{path}: no realtime-nst metadata (not exported by python -m export)")
     return {
-        "contract": json.loads(props["nst_contract"]),
+        "contract": json.loads(props[CONTRACT_KEY]),
         "provenance": json.loads(props.get("nst_provenance", "{}")),
         "precision": props.get("nst_precision", "fp32"),
     }
@@ -39,15 +34,13 @@ def read_metadata(path: Path) -> dict[str, Any]:
 
 def describe(path: Path) -> dict[str, str]:
     """One row: file, size, SHA-256 and the training facts recorded in the file."""
-    data = read_metadata(path)
+    data = decoded_metadata(path)
     contract, checkpoint = data["contract"], data["provenance"].get("checkpoint", {})
     config = checkpoint.get("config", {})
     trained = contract.get("provenance", {})
     steps = checkpoint.get("steps_done") or trained.get("trained_steps") or trained.get("steps") or ""
     size = config.get("image_size") or trained.get("image_size") or ""
     command = checkpoint.get("command") or trained.get("command") or ""
-    if command.startswith("/"):  # argv[0] of `python -m train.johnson` is the module's path
-        command = "python -m train." + Path(command.split()[0]).stem + command[len(command.split()[0]) :]
     wall = checkpoint.get("wall_time_s")
     return {
         "file": path.name,

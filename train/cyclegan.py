@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
-import shlex
 import signal
 import sys
 import threading
@@ -37,7 +36,7 @@ from realtime.core.errors import InvalidValue
 from train import distributed
 from train.cyclegan_model import CycleGAN, CycleGANConfig, load_run_state, save_run
 from train.data import default_data_root
-from train.runlog import RunLog, save_grid, to_uint8_images
+from train.runlog import RunLog, recorded_command, save_grid, to_uint8_images
 from train.state import restore_rng, seed_everything
 from train.unpaired import DATASETS, EpochBatchSampler, UnpairedDataset, resolve_dataset
 
@@ -361,7 +360,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "output": output,
             "resume": resume,
             "progress": not args.no_progress,
-            "command": shlex.join(["python", "-m", "train.cyclegan", *argv]),
+            "command": recorded_command("train.cyclegan", argv),
         }
     )
     result = train(cfg)

@@ -50,7 +50,7 @@ from realtime.core.nets.transformer import ARCHS
 from realtime.core.nets.vgg import LAYERS, VGG19Features
 from train import distributed
 from train.data import Augment, ImageFolder, default_data_root, epoch_permutation, resolve_coco
-from train.runlog import RunLog, save_grid, to_uint8_images
+from train.runlog import RunLog, recorded_command, save_grid, to_uint8_images
 from train.state import capture_rng, restore_rng, seed_everything
 
 log = logging.getLogger(__name__)
@@ -208,7 +208,7 @@ def train(config: JohnsonConfig, progress: bool = True) -> Path:
         "style": style_path.name,
         "dataset": str(dataset_dir),
         "dataset_images": len(data),
-        "command": " ".join(sys.argv),
+        "command": recorded_command("train.johnson", sys.argv[1:]),
         "hardware": _hardware(device),
         **config.extra_meta,
     }

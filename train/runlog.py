@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import logging
+import shlex
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -13,6 +14,31 @@ import torch
 from realtime.core.images import write_image
 
 log = logging.getLogger(__name__)
+
+
+def recorded_command(module: str, argv: Sequence[str], root: Path | None = None) -> str:
+    """The command line of a run as provenance records it, free of this machine's paths.
+
+    ``python -m <module>`` and the arguments; a path inside ``root`` (default: the current folder,
+    the repository for the README's commands) is written relative to it, any other absolute path
+    as ``<its last component>``: ``--dataset /data/coco/train2017`` -> ``--dataset <train2017>``.
+    """
+    root = (root or Path.cwd()).resolve()
+    words = []
+    for arg in argv:
+        flag, eq, value = arg.partition("=") if arg.startswith("--") else ("", "", arg)
+        words.append(flag + eq + _portable(value, root) if eq else _portable(arg, root))
+    return shlex.join(["python", "-m", module, *words])
+
+
+def _portable(word: str, root: Path) -> str:
+    if not word.startswith(("/", "~")):
+        return word
+    path = Path(word).expanduser()
+    try:
+        return str(path.resolve().relative_to(root))
+    except ValueError:
+        return f"<{path.name or word}>"
 
 
 class RunLog:

@@ -29,6 +29,7 @@ from torch import nn
 
 from realtime.core.contract import IOContract
 from realtime.core.errors import UserError
+from realtime.core.files import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -130,6 +131,19 @@ def write_onnx(
 
 
 def read_metadata(path: str | Path) -> dict[str, str]:
-    """``metadata_props`` of an ONNX file as a dict (weights are not loaded)."""
-    model = onnx.load(str(path), load_external_data=False)
+    """``metadata_props`` of an ONNX file as a dict; :class:`UserError` for a file that is not ONNX."""
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:  # noqa: BLE001 - onnx raises DecodeError and friends
+        raise UserError(f"{path}: not a readable ONNX file ({exc.__class__.__name__})") from None
     return {p.key: p.value for p in model.metadata_props}
+
+
+def rewrite_metadata(path: str | Path, changes: dict[str, str]) -> None:
+    """Replace metadata values of an ONNX file in place (atomically); graph and weights stay byte-identical."""
+    model = onnx.load(str(path))
+    for entry in model.metadata_props:
+        if entry.key in changes:
+            entry.value = changes[entry.key]
+    with atomic_path(path) as tmp:
+        onnx.save(model, str(tmp))
