@@ -20,6 +20,7 @@ uint8 frame of the same size, so conversions are inside the timings:
 Variants are timed round-robin, one call each per round, and the median is reported with its ratio
 to ``peer-384``: the machine is shared, so only ratios taken in one run mean anything.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -41,8 +42,15 @@ from realtime.core.nets.arbitrary_convert import style_predictor_from_onnx, tran
 log = logging.getLogger(__name__)
 
 PEER_SIZE = 384
-VARIANTS = ("torch-int8sim", "torch-int8sim-cl", "torch-float", "torch-float-cl", "ort-int8sim", "ort-float",
-            "ort-float-ext")
+VARIANTS = (
+    "torch-int8sim",
+    "torch-int8sim-cl",
+    "torch-float",
+    "torch-float-cl",
+    "ort-int8sim",
+    "ort-float",
+    "ort-float-ext",
+)
 Frame = np.ndarray  # (H, W, 3) uint8 RGB
 Path_ = Callable[[Frame], Frame]
 
@@ -61,8 +69,10 @@ def _session(path: str | Path, threads: int, level: str = "all"):
     opts.log_severity_level = 3
     opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
-    opts.graph_optimization_level = {"all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
-                                     "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED}[level]
+    opts.graph_optimization_level = {
+        "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+        "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+    }[level]
     return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
 
@@ -117,10 +127,19 @@ def export_transform(net: ArbitraryTransformNet, dest: Path, height: int, width:
     example = (torch.rand(1, 3, height, width), torch.zeros(1, net.style_dim))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(net, example, str(dest), input_names=["content", "style"], output_names=["stylized"],
-                          dynamic_axes={"content": {0: "batch", 2: "height", 3: "width"},
-                                        "stylized": {0: "batch", 2: "height", 3: "width"}},
-                          opset_version=17, dynamo=False)
+        torch.onnx.export(
+            net,
+            example,
+            str(dest),
+            input_names=["content", "style"],
+            output_names=["stylized"],
+            dynamic_axes={
+                "content": {0: "batch", 2: "height", 3: "width"},
+                "stylized": {0: "batch", 2: "height", 3: "width"},
+            },
+            opset_version=17,
+            dynamo=False,
+        )
     return dest
 
 
@@ -135,8 +154,9 @@ def style_vector(style_image: Path, model_dir: Path) -> np.ndarray:
         return style_predictor_from_onnx(model_dir / "arbitrary_predict.onnx")(x)[0].numpy()
 
 
-def build_paths(frame: Frame, style: np.ndarray, threads: int, workdir: Path,
-                variants: Sequence[str]) -> dict[str, Path_]:
+def build_paths(
+    frame: Frame, style: np.ndarray, threads: int, workdir: Path, variants: Sequence[str]
+) -> dict[str, Path_]:
     model_dir = peer_model_dir()
     h, w = frame.shape[:2]
     paths: dict[str, Path_] = {"peer-384": peer_path(_session(model_dir / "arbitrary_transform.onnx", threads), style)}
@@ -157,8 +177,9 @@ def build_paths(frame: Frame, style: np.ndarray, threads: int, workdir: Path,
     return paths
 
 
-def benchmark(frame: Frame, style: np.ndarray, threads: int = 1, repeats: int = 15,
-              variants: Sequence[str] = VARIANTS) -> dict[str, float]:
+def benchmark(
+    frame: Frame, style: np.ndarray, threads: int = 1, repeats: int = 15, variants: Sequence[str] = VARIANTS
+) -> dict[str, float]:
     """Median ms per frame of each path, measured round-robin in one process."""
     torch.set_num_threads(threads)
     with tempfile.TemporaryDirectory() as tmp:

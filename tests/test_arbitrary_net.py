@@ -8,6 +8,7 @@ itself differs from a float64 evaluation of the same graph by 2.4-4.5/255 on ave
 ~65/255 at single pixels. So exact parity is checked layer by layer, each layer fed the graph's own
 input tensor (``test_each_layer_matches_the_graph``), and end-to-end parity statistically.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -44,8 +45,7 @@ def _session(path: Path | bytes):
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = 1
     opts.log_severity_level = 3
-    return ort.InferenceSession(str(path) if isinstance(path, Path) else path, opts,
-                                providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(str(path) if isinstance(path, Path) else path, opts, providers=["CPUExecutionProvider"])
 
 
 def _square(path: Path, size: int) -> np.ndarray:
@@ -75,8 +75,10 @@ def transform(models: Path) -> ArbitraryTransformNet:
 def onnx_style_vectors(models: Path) -> dict[str, np.ndarray]:
     """``(1, 1, 1, 100)`` style vectors of two sample styles from the published predictor."""
     session = _session(models / "arbitrary_predict.onnx")
-    return {name: session.run(None, {"style_image": _square(STYLES / f"{name}.jpg", 256)[None]})[0]
-            for name in ("wave", "candy")}
+    return {
+        name: session.run(None, {"style_image": _square(STYLES / f"{name}.jpg", 256)[None]})[0]
+        for name in ("wave", "candy")
+    }
 
 
 @pytest.fixture(scope="module")
@@ -131,13 +133,18 @@ def _graph_tensors(models: Path, names: list[str], feeds: dict[str, np.ndarray])
 
     model = onnx.load(str(models / "arbitrary_transform.onnx"))
     init = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
-    qparams = {n.output[0]: (float(init[n.input[1]]), int(init[n.input[2]]))
-               for n in model.graph.node if n.op_type == "QuantizeLinear"}
+    qparams = {
+        n.output[0]: (float(init[n.input[1]]), int(init[n.input[2]]))
+        for n in model.graph.node
+        if n.op_type == "QuantizeLinear"
+    }
     for name in names:
         model.graph.output.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.INT8, None))
     outs = _session(model.SerializeToString()).run(names, feeds)
-    return {name: torch.from_numpy((out.astype(np.float32) - qparams[name][1]) * qparams[name][0])
-            for name, out in zip(names, outs)}
+    return {
+        name: torch.from_numpy((out.astype(np.float32) - qparams[name][1]) * qparams[name][0])
+        for name, out in zip(names, outs)
+    }
 
 
 def _steps(got: torch.Tensor, expected: torch.Tensor, step: float) -> tuple[float, float]:
@@ -154,8 +161,14 @@ def test_each_layer_matches_the_graph(models, transform, onnx_style_vectors, pho
     must agree to one step in at most 1e-3 of the elements (in practice: bit for bit).
     """
     rows = _layer_table()
-    names = sorted({n for row in rows for n in ([row[2]] if isinstance(row[2], str) else list(row[2] or ()))
-                    + [row[3], row[4]] if n})
+    names = sorted(
+        {
+            n
+            for row in rows
+            for n in ([row[2]] if isinstance(row[2], str) else list(row[2] or ())) + [row[3], row[4]]
+            if n
+        }
+    )
     vector = onnx_style_vectors["wave"]
     graph = _graph_tensors(models, names, {"content_image": photo_384[None], "mobilenet_conv/Conv/BiasAdd": vector})
     with torch.no_grad():
@@ -184,7 +197,8 @@ def test_transform_end_to_end_close_to_onnx(models, transform, onnx_style_vector
     plain float network is much further off (7.7/255)."""
     vector = onnx_style_vectors["wave"]
     expected = _session(models / "arbitrary_transform.onnx").run(
-        None, {"content_image": photo_384[None], "mobilenet_conv/Conv/BiasAdd": vector})[0][0]
+        None, {"content_image": photo_384[None], "mobilenet_conv/Conv/BiasAdd": vector}
+    )[0][0]
     x, style = _nchw(photo_384), torch.from_numpy(vector.reshape(1, 100))
     with torch.no_grad():
         got = transform(x, style)[0].permute(1, 2, 0).numpy()
@@ -195,7 +209,7 @@ def test_transform_end_to_end_close_to_onnx(models, transform, onnx_style_vector
             set_activation_quant(transform, True)
     assert got.shape == expected.shape == (384, 384, 3)
     err = np.abs(got - expected) * 255
-    psnr = 10 * np.log10(255.0 ** 2 / np.mean(err ** 2))
+    psnr = 10 * np.log10(255.0**2 / np.mean(err**2))
     assert err.mean() <= 6.0 and psnr >= 28.0, (err.mean(), psnr)
     assert err.mean() < 0.8 * (np.abs(got_float - expected) * 255).mean()
     assert np.allclose(got * 256, np.round(got * 256), atol=1e-3)  # the graph's k/256 output grid
@@ -206,7 +220,8 @@ def test_flat_frame_matches_onnx_exactly(models, transform, onnx_style_vectors, 
     flat = np.full((1, 384, 384, 3), 0.5, np.float32)
     vector = onnx_style_vectors["candy"]
     expected = _session(models / "arbitrary_transform.onnx").run(
-        None, {"content_image": flat, "mobilenet_conv/Conv/BiasAdd": vector})[0]
+        None, {"content_image": flat, "mobilenet_conv/Conv/BiasAdd": vector}
+    )[0]
     with torch.no_grad():
         got = transform(torch.from_numpy(flat).permute(0, 3, 1, 2), torch.from_numpy(vector.reshape(1, 100)))
     assert torch.isfinite(got).all()
@@ -215,8 +230,9 @@ def test_flat_frame_matches_onnx_exactly(models, transform, onnx_style_vectors, 
 
 @pytest.mark.parametrize("height, width", [(200, 328), (201, 327)])
 def test_any_frame_size(transform, onnx_style_vectors, height, width, one_torch_thread):
-    photo = np.asarray(Image.open(CONTENT).convert("RGB").resize((width, height), Image.LANCZOS),
-                       dtype=np.float32) / 255.0
+    photo = (
+        np.asarray(Image.open(CONTENT).convert("RGB").resize((width, height), Image.LANCZOS), dtype=np.float32) / 255.0
+    )
     style = torch.from_numpy(onnx_style_vectors["wave"].reshape(1, 100))
     with torch.no_grad():
         out = transform(_nchw(photo), style)
@@ -259,7 +275,8 @@ def test_space_to_depth_conv_is_the_same_conv():
         x = torch.randn(2, 8, 22, 30, generator=gen, dtype=torch.float64)
         direct = torch.nn.functional.conv2d(x, weight)
         rearranged = torch.nn.functional.pixel_shuffle(
-            torch.nn.functional.conv2d(torch.nn.functional.pixel_unshuffle(x, 2), space_to_depth_weight(weight)), 2)
+            torch.nn.functional.conv2d(torch.nn.functional.pixel_unshuffle(x, 2), space_to_depth_weight(weight)), 2
+        )
         assert torch.allclose(direct, rearranged, atol=1e-12)
 
 

@@ -34,6 +34,7 @@ Value ranges and layouts (NCHW here, where the ONNX files are NHWC):
 * stylised output: ``(B, 3, H, W)`` float in ``0..255/256``; with activation quantisation on
   it takes values ``k / 256`` (``k = 0..255``), as the published graph does.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -130,10 +131,10 @@ class ConditionalInstanceNorm(nn.Module):
         self.var_quant = FakeQuant()
         self.var_eps_quant = FakeQuant()
         self.rsqrt_quant = FakeQuant()
-        self.scale_quant = FakeQuant()       # gamma / sqrt(var + eps)
+        self.scale_quant = FakeQuant()  # gamma / sqrt(var + eps)
         self.mean_scale_quant = FakeQuant()  # mean * scale
-        self.shift_quant = FakeQuant()       # beta - mean * scale
-        self.x_scale_quant = FakeQuant()     # x * scale
+        self.shift_quant = FakeQuant()  # beta - mean * scale
+        self.x_scale_quant = FakeQuant()  # x * scale
 
     def forward(self, x: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
         gamma = self.gamma_quant(self.gamma(style))[:, :, None, None]
@@ -178,9 +179,9 @@ def space_to_depth_weight(weight: torch.Tensor) -> torch.Tensor:
     co, ci, k, _ = weight.shape
     m = (k + 1) // 2
     wp = F.pad(weight, (1, 1, 1, 1))  # index shift by one so that "2 i + r - p" never goes negative
-    rows = torch.stack([wp[:, :, 1 - p:1 - p + 2 * m, :] for p in (0, 1)], dim=1)  # (co, p, ci, 2m, k+2)
-    cols = torch.stack([rows[..., 1 - q:1 - q + 2 * m] for q in (0, 1)], dim=2)   # (co, p, q, ci, 2m, 2m)
-    cols = cols.reshape(co, 2, 2, ci, m, 2, m, 2)                                     # (.., i, r, j, s)
+    rows = torch.stack([wp[:, :, 1 - p : 1 - p + 2 * m, :] for p in (0, 1)], dim=1)  # (co, p, ci, 2m, k+2)
+    cols = torch.stack([rows[..., 1 - q : 1 - q + 2 * m] for q in (0, 1)], dim=2)  # (co, p, q, ci, 2m, 2m)
+    cols = cols.reshape(co, 2, 2, ci, m, 2, m, 2)  # (.., i, r, j, s)
     return cols.permute(0, 1, 2, 3, 5, 7, 4, 6).reshape(4 * co, 4 * ci, m, m)
 
 
@@ -194,8 +195,15 @@ class StyleConv(nn.Module):
     as fast on CPU for a wide kernel with few output channels (the final 9x9 8 -> 3 conv).
     """
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, upsample: int = 1,
-                 activation: str | None = "relu", space_to_depth: bool = False) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int,
+        upsample: int = 1,
+        activation: str | None = "relu",
+        space_to_depth: bool = False,
+    ) -> None:
         super().__init__()
         if activation not in ("relu", "sigmoid", None):
             raise ValueError(f"unknown activation {activation!r}")
@@ -263,24 +271,27 @@ class ArbitraryTransformNet(nn.Module):
     size is not identical to the same frame padded into a 384x384 square.
     """
 
-    def __init__(self, widths: Sequence[int] = (8, 16, 32), num_residual: int = 5,
-                 style_dim: int = STYLE_DIM) -> None:
+    def __init__(self, widths: Sequence[int] = (8, 16, 32), num_residual: int = 5, style_dim: int = STYLE_DIM) -> None:
         super().__init__()
         c1, c2, c3 = widths
         self.style_dim = style_dim
         self.content_quant = FakeQuant(1 / 255, -128)
         self.style_quant = FakeQuant()
-        self.contract = nn.ModuleDict({
-            "conv1": ContractConv(3, c1, 9, 1),
-            "conv2": ContractConv(c1, c2, 3, 2),
-            "conv3": ContractConv(c2, c3, 3, 2),
-        })
+        self.contract = nn.ModuleDict(
+            {
+                "conv1": ContractConv(3, c1, 9, 1),
+                "conv2": ContractConv(c1, c2, 3, 2),
+                "conv3": ContractConv(c2, c3, 3, 2),
+            }
+        )
         self.residual = nn.ModuleDict({f"residual{i}": ResidualBlock(c3) for i in range(1, num_residual + 1)})
-        self.expand = nn.ModuleDict({
-            "conv1": StyleConv(c3, c2, 3, upsample=2),
-            "conv2": StyleConv(c2, c1, 3, upsample=2),
-            "conv3": StyleConv(c1, 3, 9, upsample=1, activation="sigmoid", space_to_depth=True),
-        })
+        self.expand = nn.ModuleDict(
+            {
+                "conv1": StyleConv(c3, c2, 3, upsample=2),
+                "conv2": StyleConv(c2, c1, 3, upsample=2),
+                "conv3": StyleConv(c1, 3, 9, upsample=1, activation="sigmoid", space_to_depth=True),
+            }
+        )
 
     def forward(self, content: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
         if content.dim() != 4 or content.shape[1] != 3:
@@ -318,8 +329,15 @@ def _same_pad(x: torch.Tensor, kernel_size: int, stride: int) -> torch.Tensor:
 class ConvReLU6(nn.Module):
     """Conv (folded batch norm) with TF SAME padding, then ReLU6. Depthwise when ``groups == channels``."""
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 1, stride: int = 1,
-                 groups: int = 1, relu6: bool = True) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int = 1,
+        stride: int = 1,
+        groups: int = 1,
+        relu6: bool = True,
+    ) -> None:
         super().__init__()
         self.kernel_size = kernel_size
         self.stride = stride
@@ -353,8 +371,15 @@ class InvertedResidual(nn.Module):
 
 
 # (expansion t, output channels, repeats, first stride) of MobileNetV2 (Sandler et al. 2018), width 1.0
-MOBILENET_V2 = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1),
-                (6, 160, 3, 2), (6, 320, 1, 1))
+MOBILENET_V2 = (
+    (1, 16, 1, 1),
+    (6, 24, 2, 2),
+    (6, 32, 3, 2),
+    (6, 64, 4, 2),
+    (6, 96, 3, 1),
+    (6, 160, 3, 2),
+    (6, 320, 1, 1),
+)
 
 
 class StylePredictor(nn.Module):
@@ -367,8 +392,13 @@ class StylePredictor(nn.Module):
     output grid ``(q + 25) * 0.019879`` while activation quantisation is on.
     """
 
-    def __init__(self, stem: int = 32, head: int = 1280, style_dim: int = STYLE_DIM,
-                 blocks: Sequence[tuple[int, int, int, int]] = MOBILENET_V2) -> None:
+    def __init__(
+        self,
+        stem: int = 32,
+        head: int = 1280,
+        style_dim: int = STYLE_DIM,
+        blocks: Sequence[tuple[int, int, int, int]] = MOBILENET_V2,
+    ) -> None:
         super().__init__()
         self.image_quant = FakeQuant(1 / 255, -128)
         self.stem = ConvReLU6(3, stem, 3, 2)

@@ -11,6 +11,7 @@ weights are dequantised exactly as ONNX does (``float32(q - zp) * scale``) and e
 Both entry points are pure functions of the file and raise ``ValueError`` naming the first
 missing or unexpected piece when the file is not the expected graph.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -18,7 +19,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnx
 import torch
+from google.protobuf.message import DecodeError
+from onnx import helper, numpy_helper
 from torch import nn
 
 from realtime.core.nets.arbitrary import (
@@ -38,8 +42,8 @@ PREDICT_OUTPUT = "mobilenet_conv/Conv/BiasAdd"
 
 @dataclass
 class _ConvSpec:
-    weight: np.ndarray          # (Cout, Cin / groups, kH, kW) float32
-    bias: np.ndarray | None     # (Cout,) float32
+    weight: np.ndarray  # (Cout, Cin / groups, kH, kW) float32
+    bias: np.ndarray | None  # (Cout,) float32
     stride: int
     group: int
     pads: tuple[int, ...]
@@ -49,10 +53,6 @@ class _QdqGraph:
     """Index of a QDQ ONNX graph: dequantised initializers, quantisation points and conv nodes by name."""
 
     def __init__(self, path: str | Path, what: str) -> None:
-        import onnx
-        from google.protobuf.message import DecodeError
-        from onnx import numpy_helper
-
         self.path = Path(path)
         self.what = what
         try:
@@ -100,8 +100,13 @@ class _QdqGraph:
         strides = attrs.get("strides", [1, 1])
         if len(set(strides)) != 1 or any(d != 1 for d in attrs.get("dilations", [1, 1])):
             raise ValueError(f"{self.path}: {output} has strides {strides}, dilations {attrs.get('dilations')}")
-        return _ConvSpec(self.constants[node.input[1]], bias, int(strides[0]), int(attrs.get("group", 1)),
-                         tuple(attrs.get("pads", [0, 0, 0, 0])))
+        return _ConvSpec(
+            self.constants[node.input[1]],
+            bias,
+            int(strides[0]),
+            int(attrs.get("group", 1)),
+            tuple(attrs.get("pads", [0, 0, 0, 0])),
+        )
 
     def scalar(self, name: str) -> float:
         if name not in self.constants:
@@ -110,8 +115,6 @@ class _QdqGraph:
 
 
 def _attributes(node) -> dict[str, Any]:
-    from onnx import helper
-
     return {a.name: helper.get_attribute_value(a) for a in node.attribute}
 
 
@@ -133,11 +136,16 @@ def _set_quant(fq: FakeQuant, qparams: tuple[float, int]) -> None:
 
 
 def _load_conv(graph: _QdqGraph, conv: nn.Conv2d, spec: _ConvSpec, name: str) -> None:
-    if tuple(spec.weight.shape) != tuple(conv.weight.shape) or spec.stride != conv.stride[0] \
-            or spec.group != conv.groups:
-        raise ValueError(f"{graph.path}: {name} has weights {spec.weight.shape}, stride {spec.stride}, "
-                         f"group {spec.group}; expected {tuple(conv.weight.shape)}, stride {conv.stride[0]}, "
-                         f"group {conv.groups}")
+    if (
+        tuple(spec.weight.shape) != tuple(conv.weight.shape)
+        or spec.stride != conv.stride[0]
+        or spec.group != conv.groups
+    ):
+        raise ValueError(
+            f"{graph.path}: {name} has weights {spec.weight.shape}, stride {spec.stride}, "
+            f"group {spec.group}; expected {tuple(conv.weight.shape)}, stride {conv.stride[0]}, "
+            f"group {conv.groups}"
+        )
     with torch.no_grad():
         conv.weight.copy_(torch.from_numpy(spec.weight))
         if conv.bias is not None:
@@ -149,8 +157,9 @@ def _load_conv(graph: _QdqGraph, conv: nn.Conv2d, spec: _ConvSpec, name: str) ->
 def _load_linear(graph: _QdqGraph, linear: nn.Linear, spec: _ConvSpec, name: str) -> None:
     weight = spec.weight.reshape(spec.weight.shape[0], -1)
     if spec.weight.shape[2:] != (1, 1) or tuple(weight.shape) != tuple(linear.weight.shape):
-        raise ValueError(f"{graph.path}: {name} has weights {spec.weight.shape}; expected a 1x1 conv "
-                         f"{tuple(linear.weight.shape)}")
+        raise ValueError(
+            f"{graph.path}: {name} has weights {spec.weight.shape}; expected a 1x1 conv {tuple(linear.weight.shape)}"
+        )
     with torch.no_grad():
         linear.weight.copy_(torch.from_numpy(weight))
         linear.bias.copy_(torch.from_numpy(spec.bias) if spec.bias is not None else torch.zeros_like(linear.bias))
@@ -181,15 +190,17 @@ def _load_norm(graph: _QdqGraph, norm: ConditionalInstanceNorm, scope: str) -> N
     _set_quant(norm.beta_quant, graph.quant(f"{params}/Conv/BiasAdd"))
     _set_quant(norm.gamma_quant, graph.quant(f"{params}/Conv_1/BiasAdd"))
     base = f"{scope}/StyleNorm"
-    for fq, tensor in ((norm.mean_quant, "moments/mean"),
-                       (norm.sq_diff_quant, "moments/SquaredDifference_int8"),
-                       (norm.var_quant, "moments/variance"),
-                       (norm.var_eps_quant, "batchnorm/add"),
-                       (norm.rsqrt_quant, "batchnorm/Rsqrt_int8"),
-                       (norm.scale_quant, "batchnorm/mul"),
-                       (norm.mean_scale_quant, "batchnorm/mul_2"),
-                       (norm.shift_quant, "batchnorm/sub"),
-                       (norm.x_scale_quant, "batchnorm/mul_1")):
+    for fq, tensor in (
+        (norm.mean_quant, "moments/mean"),
+        (norm.sq_diff_quant, "moments/SquaredDifference_int8"),
+        (norm.var_quant, "moments/variance"),
+        (norm.var_eps_quant, "batchnorm/add"),
+        (norm.rsqrt_quant, "batchnorm/Rsqrt_int8"),
+        (norm.scale_quant, "batchnorm/mul"),
+        (norm.mean_scale_quant, "batchnorm/mul_2"),
+        (norm.shift_quant, "batchnorm/sub"),
+        (norm.x_scale_quant, "batchnorm/mul_1"),
+    ):
         _set_quant(fq, graph.quant(f"{base}/{tensor}"))
     add = graph.node(f"{base}/batchnorm/add_prequant", "Add")
     norm.eps = graph.scalar(add.input[1])
@@ -203,8 +214,10 @@ def transform_net_from_onnx(path: str | Path) -> ArbitraryTransformNet:
     """
     graph = _QdqGraph(path, "arbitrary-style transform")
     if set(graph.inputs) != set(TRANSFORM_INPUTS) or graph.inputs[TRANSFORM_INPUTS[1]][-1] != STYLE_DIM:
-        raise ValueError(f"{graph.path} is not the arbitrary-style transform graph: inputs {graph.inputs}, "
-                         f"expected {TRANSFORM_INPUTS} with a {STYLE_DIM}-number style vector")
+        raise ValueError(
+            f"{graph.path} is not the arbitrary-style transform graph: inputs {graph.inputs}, "
+            f"expected {TRANSFORM_INPUTS} with a {STYLE_DIM}-number style vector"
+        )
     widths = tuple(graph.conv(f"transformer/contract/conv{i}/Relu_prequant").weight.shape[0] for i in (1, 2, 3))
     num_residual = sum(1 for i in range(1, 100) if f"transformer/residual/residual{i}/add" in graph.qparams)
     net = ArbitraryTransformNet(widths=widths, num_residual=num_residual)
@@ -249,8 +262,10 @@ def style_predictor_from_onnx(path: str | Path) -> StylePredictor:
     """
     graph = _QdqGraph(path, "arbitrary-style predictor")
     if list(graph.inputs) != [PREDICT_INPUT] or graph.outputs != [PREDICT_OUTPUT]:
-        raise ValueError(f"{graph.path} is not the arbitrary-style predictor graph: inputs {list(graph.inputs)}, "
-                         f"outputs {graph.outputs}, expected [{PREDICT_INPUT!r}] -> [{PREDICT_OUTPUT!r}]")
+        raise ValueError(
+            f"{graph.path} is not the arbitrary-style predictor graph: inputs {list(graph.inputs)}, "
+            f"outputs {graph.outputs}, expected [{PREDICT_INPUT!r}] -> [{PREDICT_OUTPUT!r}]"
+        )
     stem = graph.conv("MobilenetV2/Conv/Relu6_prequant").weight.shape[0]
     head = graph.conv("MobilenetV2/Conv_1/Relu6_prequant").weight.shape[0]
     net = StylePredictor(stem=stem, head=head)
@@ -273,7 +288,6 @@ def style_predictor_from_onnx(path: str | Path) -> StylePredictor:
         raise ValueError(f"{graph.path}: more inverted-residual blocks than MobileNetV2 has")
     _load_conv_relu6(graph, net.head, "MobilenetV2/Conv_1", "Relu6")
     _set_quant(net.pool_quant, graph.quant("bottleneck/Mean"))
-    _load_linear(graph, net.bottleneck, graph.conv("mobilenet_conv/Conv/BiasAdd_int8_prequant"),
-                 "mobilenet_conv/Conv")
+    _load_linear(graph, net.bottleneck, graph.conv("mobilenet_conv/Conv/BiasAdd_int8_prequant"), "mobilenet_conv/Conv")
     _set_quant(net.style_quant, graph.quant("mobilenet_conv/Conv/BiasAdd_int8"))
     return net.eval()
