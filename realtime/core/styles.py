@@ -101,6 +101,31 @@ def has_style_control(stylizer: object) -> bool:
     return isinstance(stylizer, StyleControl)
 
 
+def require_style_control(stylizer: object, model: str = "") -> StyleControl:
+    """``stylizer`` as a :class:`StyleControl`; :class:`InvalidValue` (``style``) for a one-style model."""
+    if not has_style_control(stylizer):
+        which = f"model {model!r}" if model else "this model"
+        raise InvalidValue(
+            "style",
+            f"does not apply to {which}: it has one fixed style (multi-style and arbitrary-style models take one)",
+        )
+    return stylizer  # type: ignore[return-value]
+
+
+def apply_style_spec(stylizer: object, spec: str, model: str = "") -> np.ndarray:
+    """Make the style ``spec`` (see :func:`parse_style_spec`) current on a conditioned stylizer; returns its vector."""
+    control = require_style_control(stylizer, model)
+    vector = control.style_vector(parse_style_spec(spec))
+    control.set_style(vector)
+    return vector
+
+
+def style_listing(stylizer: object, model: str = "") -> str:
+    """The style names of a conditioned model, one per line, numbered from 0 (``--list-styles``)."""
+    names = require_style_control(stylizer, model).style_names()
+    return "\n".join(f"{i}\t{name}" for i, name in enumerate(names))
+
+
 class CrossFade:
     """Moves a :class:`StyleControl` from its current vector to ``target`` over ``frames`` frames.
 
