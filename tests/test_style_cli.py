@@ -7,6 +7,7 @@ import pytest
 from fakes import IdentityStylizer, TintStylizer
 from video_clips import install_fake_models, make_clip, read_video
 
+from realtime import model_still
 from realtime.cli import cam, still, video
 from realtime.core.images import read_image, write_image
 from realtime.pipeline import run
@@ -50,12 +51,13 @@ def test_list_styles_on_video_cam_and_still(monkeypatch, capsys):
     assert capsys.readouterr().out.split() == ["0", "red", "1", "green", "2", "blue"]
     assert cam.main(["--list-styles", "-m", "tint"]) == 0
     assert capsys.readouterr().out.split()[1:] == ["0", "red", "1", "green", "2", "blue"]
+    monkeypatch.setattr(model_still, "load_stylizer", lambda model, **kwargs: TintStylizer())
     assert still.main(["--list-styles", "--model", "tint"]) == 0
     assert "2\tblue" in capsys.readouterr().out
 
 
 def test_still_style_index(tmp_path, monkeypatch):
-    install_fake_models(monkeypatch, lambda m: TintStylizer())
+    monkeypatch.setattr(model_still, "load_stylizer", lambda model, **kwargs: TintStylizer())
     photo = tmp_path / "p.png"
     write_image(photo, np.full((16, 20, 3), 100, np.uint8))
     out = tmp_path / "o.png"
