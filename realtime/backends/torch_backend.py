@@ -113,18 +113,19 @@ class TorchStylizer:
             self._forward = self._compiled(module)
         self._pinned_in: torch.Tensor | None = None
         self._pinned_out: torch.Tensor | None = None
+        self.condition: np.ndarray | None = None  # the style vector of a conditioned net, (D,) float32
 
     def _compiled(self, module: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
         mode = "reduce-overhead" if self.device.type == "cuda" else "default"
         compiled = torch.compile(module, mode=mode, dynamic=False, fullgraph=True)
 
-        def forward(x: torch.Tensor) -> torch.Tensor:
+        def forward(*inputs: torch.Tensor) -> torch.Tensor:
             try:
-                return compiled(x)
+                return compiled(*inputs)
             except Exception as exc:  # missing compiler/triton: keep running, eagerly
                 log.warning("torch.compile failed (%s); running eagerly", str(exc).splitlines()[0][:160])
                 self._forward = module
-                return module(x)
+                return module(*inputs)
 
         return forward
 
@@ -152,7 +153,7 @@ class TorchStylizer:
     def _run(self, frames: list[np.ndarray]) -> list[np.ndarray]:
         if self.contract.fixed_size or self.contract.layout != "NCHW":
             x, crop = to_model_input(frames, self.contract)
-            y = self._forward(torch.from_numpy(x).to(self.device, self.dtype))
+            y = self._forward(*self._inputs(torch.from_numpy(x).to(self.device, self.dtype)))
             return from_model_output(y.float().cpu().numpy(), self.contract, crop)
         check_frames(frames)
         if self.device.type == "cuda":
@@ -162,13 +163,23 @@ class TorchStylizer:
         else:
             batch = torch.from_numpy(np.stack(frames))
         x, crop = to_model_tensor(batch, self.contract, self.dtype, self.memory_format)
-        styled = from_model_tensor(self._forward(x), self.contract, crop)
+        styled = from_model_tensor(self._forward(*self._inputs(x)), self.contract, crop)
         if self.device.type == "cuda":
             result = self._pinned("_pinned_out", tuple(styled.shape))
             result.copy_(styled, non_blocking=True)
             torch.cuda.current_stream(self.device).synchronize()
             return [f.numpy().copy() for f in result]
         return [f.numpy() for f in styled]
+
+    def _inputs(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """The net's inputs for a batch ``x``: the images, plus the style vector ``(B, D)`` of a conditioned net."""
+        if not self.contract.condition_dim:
+            return (x,)
+        condition = self.condition
+        if condition is None:
+            raise InvalidValue("style", f"model {self.name!r} needs a style vector before it can run")
+        vector = torch.from_numpy(np.asarray(condition, dtype=np.float32)).to(self.device, self.dtype)
+        return x, vector.reshape(1, -1).expand(x.shape[0], -1)
 
     def __repr__(self) -> str:
         return (

@@ -250,7 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda or cuda:N")
     p.add_argument("--backend", choices=("onnx", "torch"), help="default: ONNX Runtime for checkpoints on the CPU")
     p.add_argument("--provider", metavar="NAME", help="ONNX Runtime execution provider")
-    p.add_argument("--input-range", choices=("0-255", "-1-1"), help="pixel range a foreign ONNX model expects")
+    p.add_argument("--input-range", choices=("0-255", "0-1", "-1-1"), help="pixel range a foreign ONNX model expects")
     return p
 
 

@@ -156,7 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--model", metavar="PATH|NAME", help="checkpoint, TorchScript or ONNX file, or a model name")
     m.add_argument("--strength", type=float, metavar="S", help="0..1 blend with the original (default 1)")
     m.add_argument("--provider", metavar="NAME", help="onnxruntime execution provider, e.g. CUDAExecutionProvider")
-    m.add_argument("--input-range", choices=("0-255", "-1-1"), help="pixel range a foreign ONNX model expects")
+    m.add_argument("--input-range", choices=("0-255", "0-1", "-1-1"), help="pixel range a foreign ONNX model expects")
     return p
 
 

@@ -126,7 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="default: ONNX Runtime for checkpoints on the CPU (exported once, cached), else the model file's own",
     )
     g.add_argument("--provider", metavar="NAME", help="ONNX Runtime execution provider, e.g. CUDAExecutionProvider")
-    g.add_argument("--input-range", choices=("0-255", "-1-1"), help="pixel range a foreign ONNX model expects")
+    g.add_argument("--input-range", choices=("0-255", "0-1", "-1-1"), help="pixel range a foreign ONNX model expects")
     g.add_argument("--batch-size", type=int, default=1, metavar="N", help="frames per forward pass (GPU; default 1)")
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
