@@ -1,4 +1,4 @@
-"""Stylise one still image with a feed-forward model (a Johnson net or a CycleGAN generator).
+"""Stylise one still image with a feed-forward model (a Johnson net, a CycleGAN generator, an arbitrary-style net).
 
 ``realtime.cli.still`` calls :func:`stylize_image` for ``--method johnson`` and ``--method
 cyclegan``; the model is anything ``--model`` accepts (see :func:`realtime.backends.loader.load_stylizer`).
@@ -14,9 +14,10 @@ from realtime.backends.loader import load_stylizer
 from realtime.core.errors import InvalidValue, UserError
 from realtime.core.images import resize_longer_side
 from realtime.core.nets.families import family as family_named
-from realtime.core.styles import apply_style_spec
+from realtime.core.styles import apply_style_spec, has_picture_styles
 from realtime.core.stylizer import Stylizer, apply_stages
 from realtime.stages import build_stages
+from realtime.stages.style_strength import route_strength
 
 log = logging.getLogger(__name__)
 
@@ -49,12 +50,14 @@ def stylize_image(
 
     ``size`` resizes the longer side first. Any size works: the frame is padded to the
     model's multiple and cropped back (or resized for fixed-size models). ``strength`` blends
-    with the input (1 = fully stylised); ``preserve_color`` keeps the input's colours.
+    with the input (1 = fully stylised), or for a picture-style (arbitrary) model moves the style
+    vector toward the input's own (:mod:`realtime.stages.style_strength`); ``preserve_color``
+    keeps the input's colours.
     ``family`` (``johnson``/``cyclegan``) must match the model's. ``style``: a style spec for a
     conditioned model (:func:`realtime.core.styles.parse_style_spec`). ``stylizer``: an already
     loaded one, to stylise many images without reloading ``model``.
     """
-    stages = build_stages(strength, preserve_color).ordered
+    stages = build_stages(strength, preserve_color)
     if (
         not isinstance(content_rgb, np.ndarray)
         or content_rgb.dtype != np.uint8
@@ -69,6 +72,9 @@ def stylize_image(
         apply_style_spec(stylizer, style, str(model))
     frame = resize_longer_side(content_rgb, size) if size else content_rgb
     frame = np.ascontiguousarray(frame)
+    route_strength(stylizer, stages.strength, strength)
+    if has_picture_styles(stylizer) and strength < 1.0:
+        stylizer.set_content_vector(stylizer.picture_vector(frame))
     styled = stylizer(frame)
     log.info("stylised %dx%d with %s", frame.shape[1], frame.shape[0], stylizer.name)
-    return apply_stages(stages, frame, styled)
+    return apply_stages(stages.ordered, frame, styled)

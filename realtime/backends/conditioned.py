@@ -63,12 +63,17 @@ class ConditionedStylizer:
         return np.asarray(self.resolver.vector(terms), dtype=np.float32)
 
     def set_style(self, vector: np.ndarray) -> None:
+        vector = self._checked(vector)
+        with self._lock:
+            self.backend.condition = vector
+
+    def _checked(self, vector: np.ndarray) -> np.ndarray:
+        """``vector`` as a contiguous ``(D,)`` float32 array; InvalidValue (``style``) for another length."""
         vector = np.ascontiguousarray(vector, dtype=np.float32).reshape(-1)
         want = self.contract.condition_dim
         if want and vector.shape != (want,):
             raise InvalidValue("style", f"vector has {vector.size} values; model {self.name!r} takes {want}")
-        with self._lock:
-            self.backend.condition = vector
+        return vector
 
     def current_style(self) -> np.ndarray:
         with self._lock:
@@ -88,3 +93,81 @@ class ConditionedStylizer:
 
     def __repr__(self) -> str:
         return f"ConditionedStylizer({self.backend!r}, styles={len(self.style_names())})"
+
+
+class PictureResolver(StyleResolver, Protocol):
+    """A resolver whose styles are pictures (see :class:`realtime.core.arbitrary_styles.ArbitraryStyles`)."""
+
+    def picture_vector(self, picture: np.ndarray) -> np.ndarray: ...
+
+    def add_picture(self, label: str, picture: np.ndarray) -> tuple[int, np.ndarray]: ...
+
+    def warm_up(self) -> None: ...
+
+    def prefetch(self) -> None: ...
+
+
+class PictureStylizer(ConditionedStylizer):
+    """A conditioned stylizer whose styles are pictures (implements :class:`~realtime.core.styles.PictureStyleControl`).
+
+    It keeps the chosen style vector (the *target*, what :meth:`set_style` and cross-fades set),
+    the content's own vector and the strength apart, and gives the net
+    ``strength * target + (1 - strength) * content`` (the target alone at strength 1 or before a
+    content vector is set). Each setter recomputes the net's vector under the lock, so a frame
+    never sees a half-made mix.
+    """
+
+    resolver: PictureResolver
+
+    def __init__(self, backend: ConditionedBackend, resolver: PictureResolver) -> None:
+        self._target: np.ndarray | None = None
+        self._content: np.ndarray | None = None
+        self._strength = 1.0
+        super().__init__(backend, resolver)
+
+    def set_style(self, vector: np.ndarray) -> None:
+        vector = self._checked(vector)
+        with self._lock:
+            self._target = vector
+            self._mix()
+
+    def current_style(self) -> np.ndarray:
+        with self._lock:
+            return np.array(self._target, copy=True)
+
+    @property
+    def strength(self) -> float:
+        return self._strength
+
+    def set_strength(self, strength: float) -> None:
+        if not 0.0 <= strength <= 1.0:
+            raise InvalidValue("strength", f"must be between 0 and 1, got {strength}")
+        with self._lock:
+            self._strength = float(strength)
+            self._mix()
+
+    def set_content_vector(self, vector: np.ndarray | None) -> None:
+        vector = None if vector is None else self._checked(vector)
+        with self._lock:
+            self._content = vector
+            self._mix()
+
+    def picture_vector(self, picture: np.ndarray) -> np.ndarray:
+        return np.asarray(self.resolver.picture_vector(picture), dtype=np.float32)
+
+    def add_picture_style(self, label: str, picture: np.ndarray) -> tuple[int, np.ndarray]:
+        return self.resolver.add_picture(label, picture)
+
+    def warm_up(self) -> None:
+        self.resolver.warm_up()
+        self.resolver.prefetch()
+
+    def _mix(self) -> None:
+        """Set the net's vector from target, content and strength (caller holds the lock)."""
+        target, content, s = self._target, self._content, self._strength
+        if target is None:
+            return
+        if content is None or s >= 1.0:
+            self.backend.condition = target
+        else:
+            self.backend.condition = (np.float32(s) * target + np.float32(1.0 - s) * content).astype(np.float32)

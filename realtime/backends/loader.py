@@ -13,7 +13,7 @@ import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from realtime.backends.conditioned import ConditionedStylizer
+from realtime.backends.conditioned import ConditionedStylizer, PictureStylizer
 from realtime.backends.onnx_backend import OnnxStylizer
 from realtime.backends.torch_backend import TorchStylizer, is_torchscript
 from realtime.core.checkpoint import load_model
@@ -92,10 +92,14 @@ def load_stylizer(
 
 
 def conditioned(stylizer: Stylizer) -> Stylizer:
-    """A backend stylizer as it is, or wrapped with its family's style resolver when its net takes a style vector."""
+    """A backend stylizer as it is, or wrapped with its family's style resolver when its net takes a style vector
+    (a :class:`PictureStylizer` when the resolver's styles are pictures)."""
     if not stylizer.contract.condition_dim:
         return stylizer
-    return ConditionedStylizer(stylizer, style_resolver(stylizer.contract))
+    resolver = style_resolver(stylizer.contract)
+    if callable(getattr(resolver, "picture_vector", None)):
+        return PictureStylizer(stylizer, resolver)
+    return ConditionedStylizer(stylizer, resolver)
 
 
 def load_for_pipeline(

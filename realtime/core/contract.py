@@ -13,9 +13,11 @@ from typing import Any
 
 JOHNSON = "johnson"
 CYCLEGAN = "cyclegan"
+ARBITRARY = "arbitrary"
 
 RANGE_0_255 = (0.0, 255.0)
 RANGE_MINUS1_1 = (-1.0, 1.0)
+RANGE_0_1 = (0.0, 1.0)
 
 
 @dataclass(frozen=True)
@@ -82,3 +84,13 @@ def johnson_contract(**extra: Any) -> IOContract:
 def cyclegan_contract(**extra: Any) -> IOContract:
     """Contract of a CycleGAN generator: RGB in -1..1, output tanh -1..1."""
     return IOContract(family=CYCLEGAN, value_range=RANGE_MINUS1_1, **extra)
+
+
+def arbitrary_contract(**extra: Any) -> IOContract:
+    """Contract of an arbitrary-style transform net: RGB in 0..1 plus a 100-number style vector, sigmoid out 0..1.
+
+    The net takes any frame size (it crops its own output back), so frames are not padded.
+    """
+    extra.setdefault("condition_dim", 100)
+    extra.setdefault("size_multiple", 1)
+    return IOContract(family=ARBITRARY, value_range=RANGE_0_1, **extra)

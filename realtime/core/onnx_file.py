@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 
 CONTRACT_KEY = "nst_contract"
 INPUT_NAME, OUTPUT_NAME = "input", "output"
+STYLE_INPUT_NAME = "style"  # the second input of a conditioned net: (B, condition_dim) float32
 DEFAULT_OPSET = 17
 
 
@@ -91,11 +92,18 @@ def write_onnx(
     """Export ``module`` (float32 ``(B, 3, H, W)`` in, float32 out) to ``dest``.
 
     Batch, height and width are symbolic unless ``static``, in which case height and width
-    are fixed at ``sample_size`` (the batch stays symbolic). ``dest`` is written directly;
+    are fixed at ``sample_size`` (the batch stays symbolic). A conditioned net
+    (``contract.condition_dim > 0``) gets its style vector as a second input,
+    :data:`STYLE_INPUT_NAME` ``(B, condition_dim)``. ``dest`` is written directly;
     callers wrap it in :func:`realtime.core.files.atomic_path`.
     """
     axes = {0: "batch"} if static else {0: "batch", 2: "height", 3: "width"}
     sample = torch.rand(1, 3, *sample_size)
+    inputs, names, dynamic = (sample,), [INPUT_NAME], {INPUT_NAME: axes, OUTPUT_NAME: axes}
+    if contract.condition_dim:
+        inputs += (torch.rand(1, contract.condition_dim),)
+        names.append(STYLE_INPUT_NAME)
+        dynamic[STYLE_INPUT_NAME] = {0: "batch"}
     buffer = io.BytesIO()
     with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
         # The legacy exporter warns about itself, about Slice folding and about InstanceNorm
@@ -104,13 +112,13 @@ def write_onnx(
         try:
             torch.onnx.export(
                 module,
-                (sample,),
+                inputs,
                 buffer,
                 dynamo=False,
                 opset_version=opset,
-                input_names=[INPUT_NAME],
+                input_names=names,
                 output_names=[OUTPUT_NAME],
-                dynamic_axes={INPUT_NAME: axes, OUTPUT_NAME: axes},
+                dynamic_axes=dynamic,
                 do_constant_folding=True,
             )
         except (RuntimeError, ValueError, torch.onnx.errors.OnnxExporterError) as exc:

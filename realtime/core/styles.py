@@ -97,6 +97,46 @@ class StyleControl(Protocol):
         ...
 
 
+@runtime_checkable
+class PictureStyleControl(StyleControl, Protocol):
+    """A :class:`StyleControl` whose styles are pictures (the arbitrary-style family) adds:
+
+    * a strength that moves the style vector toward the *content's own* vector (Ghiasi et al. 2017
+      interpolate style vectors this way) instead of fading pixels: the net gets
+      ``strength * style + (1 - strength) * content`` once a content vector is set;
+    * the style vector of any in-memory picture (a frame), and adding one as a named style
+      (a camera frame taken as the style).
+    """
+
+    @property
+    def strength(self) -> float:
+        """0..1: how far the style vector is from the content's own vector (1: the style itself)."""
+        ...
+
+    def set_strength(self, strength: float) -> None: ...
+
+    def picture_vector(self, picture: np.ndarray) -> np.ndarray:
+        """The style vector of an ``(H, W, 3)`` uint8 RGB picture, ``(D,)`` float32."""
+        ...
+
+    def set_content_vector(self, vector: np.ndarray | None) -> None:
+        """The content's own vector that strength below 1 moves toward (None: strength has no effect)."""
+        ...
+
+    def add_picture_style(self, label: str, picture: np.ndarray) -> tuple[int, np.ndarray]:
+        """Add ``picture`` to :meth:`style_names` as ``label``; returns its index and vector."""
+        ...
+
+    def warm_up(self) -> None:
+        """Load what the first picture needs (the predictor), and the vectors of the named styles."""
+        ...
+
+
+def has_picture_styles(stylizer: object) -> bool:
+    """True when ``stylizer`` takes pictures as styles (implements :class:`PictureStyleControl`)."""
+    return isinstance(stylizer, PictureStyleControl)
+
+
 def has_style_control(stylizer: object) -> bool:
     """True when ``stylizer`` takes a run-time style (implements :class:`StyleControl`)."""
     return isinstance(stylizer, StyleControl)

@@ -140,10 +140,12 @@ class ConditionalInstanceNorm(nn.Module):
         gamma = self.gamma_quant(self.gamma(style))[:, :, None, None]
         beta = self.beta_quant(self.beta(style))[:, :, None, None]
         if not self.mean_quant.enabled:  # float network: E[x^2] - E[x]^2 (torch.var_mean is ~20x slower on CPU)
-            mean = x.mean(dim=(2, 3), keepdim=True)
-            var = torch.clamp((x * x).mean(dim=(2, 3), keepdim=True) - mean * mean, min=0.0)
-            scale = gamma * torch.rsqrt(var + self.eps)
-            return x * scale + (beta - mean * scale)
+            stats = x.float()  # in float32 even for a half-precision net: E[x^2] - E[x]^2 cancels
+            mean = stats.mean(dim=(2, 3), keepdim=True)
+            var = torch.clamp((stats * stats).mean(dim=(2, 3), keepdim=True) - mean * mean, min=0.0)
+            scale = gamma.float() * torch.rsqrt(var + self.eps)
+            shift = beta.float() - mean * scale
+            return x * scale.to(x.dtype) + shift.to(x.dtype)
         mean = self.mean_quant(x.mean(dim=(2, 3), keepdim=True))
         diff = x - mean
         var = self.var_quant(self.sq_diff_quant(diff * diff).mean(dim=(2, 3), keepdim=True))
@@ -269,11 +271,23 @@ class ArbitraryTransformNet(nn.Module):
     Returns ``(B, 3, H, W)`` RGB in ``0..1`` (sigmoid output; ``k / 256`` steps while quantised).
     Instance-norm statistics are taken over the frame actually given, so a frame run at its own
     size is not identical to the same frame padded into a 384x384 square.
+
+    ``activation_quant``: simulate the int8 graph's activation rounding (True, the converter's
+    default: matches the published ONNX) or run the plain float network on the same weights (False:
+    the runtime's choice, faster on every backend and exportable in half precision; its instance-norm
+    statistics are taken in float32 whatever the net's dtype).
     """
 
-    def __init__(self, widths: Sequence[int] = (8, 16, 32), num_residual: int = 5, style_dim: int = STYLE_DIM) -> None:
+    def __init__(
+        self,
+        widths: Sequence[int] = (8, 16, 32),
+        num_residual: int = 5,
+        style_dim: int = STYLE_DIM,
+        activation_quant: bool = True,
+    ) -> None:
         super().__init__()
         c1, c2, c3 = widths
+        self.widths, self.num_residual = tuple(int(w) for w in widths), int(num_residual)
         self.style_dim = style_dim
         self.content_quant = FakeQuant(1 / 255, -128)
         self.style_quant = FakeQuant()
@@ -292,6 +306,16 @@ class ArbitraryTransformNet(nn.Module):
                 "conv3": StyleConv(c1, 3, 9, upsample=1, activation="sigmoid", space_to_depth=True),
             }
         )
+        set_activation_quant(self, activation_quant)
+
+    def arch_kwargs(self) -> dict[str, Any]:
+        """Constructor arguments (checkpoints store them); ``activation_quant`` as currently set."""
+        return {
+            "widths": list(self.widths),
+            "num_residual": self.num_residual,
+            "style_dim": self.style_dim,
+            "activation_quant": self.content_quant.enabled,
+        }
 
     def forward(self, content: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
         if content.dim() != 4 or content.shape[1] != 3:

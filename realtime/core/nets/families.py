@@ -20,8 +20,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from realtime.core.contract import IOContract, cyclegan_contract, johnson_contract
+from realtime.core.arbitrary_styles import arbitrary_styles
+from realtime.core.contract import IOContract, arbitrary_contract, cyclegan_contract, johnson_contract
 from realtime.core.errors import InvalidValue
+from realtime.core.nets.arbitrary import ArbitraryTransformNet
 from realtime.core.nets.cyclegan import PatchDiscriminator, ResnetGenerator
 from realtime.core.nets.transformer import TransformerNet
 from realtime.core.styles import NamedStyles
@@ -100,6 +102,16 @@ FAMILIES: dict[str, Family] = {
             checkpoint_names={"resnet_generator": ResnetGenerator, "patch_discriminator": PatchDiscriminator},
             contract=cyclegan_contract,
             foreign_layouts=(ForeignLayout("CycleGAN authors'", "model.1.weight", _generator_kwargs),),
+        ),
+        Family(
+            name="arbitrary",
+            summary="Ghiasi et al. (2017) arbitrary-style transform net: any picture is the style, "
+            "through the style vector its predictor computes (Magenta's published weights)",
+            runtime_net=ArbitraryTransformNet,
+            checkpoint_names={"arbitrary_transform_net": ArbitraryTransformNet},
+            contract=arbitrary_contract,
+            runtime_inputs=("image", "style"),
+            style_resolver=arbitrary_styles,
         ),
     )
 }

@@ -1,0 +1,80 @@
+"""Take the live frame as the new style of a picture-style model, without stalling the stream.
+
+:class:`StyleGrab` is a Stage that changes no pixels: its ``prepare`` keeps the newest frame as
+it is read (decode thread). :meth:`StyleGrab.grab` (the camera's ``g`` key, on the window's thread)
+hands a copy of that frame to a worker thread, which predicts its style vector (the
+predictor runs neither on the inference thread nor on the window's), adds it to the model's
+styles as ``camera N`` and starts a short cross-fade to it through the camera's
+:class:`~realtime.stages.style_fade.StyleSchedule`. Frames keep flowing with the old style
+meanwhile; ``python -m bench arbitrary`` measures the time from the key to the first frame
+made with the new style.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+
+from realtime.core.styles import has_picture_styles
+from realtime.stages.style_fade import StyleSchedule
+
+log = logging.getLogger(__name__)
+
+GRAB_FADE_FRAMES = 3  # a deliberate "take this": short, but not a hard cut
+
+
+class StyleGrab:
+    """The newest source frame, on request, as a picture-style model's new style (see the module docstring)."""
+
+    def __init__(self, schedule: StyleSchedule, fade_frames: int = GRAB_FADE_FRAMES) -> None:
+        self.schedule, self.fade_frames = schedule, int(fade_frames)
+        self._latest: np.ndarray | None = None
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nst-grab")
+        self.grabs = 0
+
+    def prepare(self, source: np.ndarray) -> Any:
+        self._latest = source
+        return None
+
+    def __call__(self, source: np.ndarray, styled: np.ndarray, prepared: Any = None) -> np.ndarray:
+        return styled
+
+    def reset(self) -> None:
+        pass
+
+    def grab(self, control: object, on_done: Callable[[int], None] | None = None) -> Future | None:
+        """Start taking the newest frame as ``control``'s style; None when there is no frame or no picture styles.
+
+        The returned future gives the new style's index in ``control.style_names()``; ``on_done(index)``
+        is called from the worker thread once the cross-fade has started.
+        """
+        frame = self._latest
+        if frame is None or not has_picture_styles(control):
+            return None
+        self.grabs += 1
+        label, picture = f"camera {self.grabs}", frame.copy()
+
+        def work() -> int:
+            index, vector = control.add_picture_style(label, picture)  # type: ignore[attr-defined]
+            self.schedule.go_to(control, vector, self.fade_frames)  # type: ignore[arg-type]
+            if on_done is not None:
+                on_done(index)
+            return index
+
+        future = self._worker.submit(work)
+        future.add_done_callback(_log_failure)
+        return future
+
+    def close(self) -> None:
+        """Stop the worker thread (after any grab in progress)."""
+        self._worker.shutdown(wait=True)
+
+
+def _log_failure(future: Future) -> None:
+    exc = future.exception()
+    if exc is not None:
+        log.error("taking the frame as the style failed: %s", exc)
