@@ -15,6 +15,7 @@ import dataclasses
 import itertools
 import os
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -36,13 +37,16 @@ from realtime.cli.common import (
 from realtime.core.errors import UserError
 from realtime.core.files import atomic_path, ensure_not_an_input
 from realtime.core.images import write_image
-from realtime.core.styles import StyleTerm, apply_style_spec, has_style_control, style_listing
+from realtime.core.styles import StyleTerm, apply_style_spec, has_picture_styles, has_style_control, style_listing
 from realtime.pipeline import StopRun, run
 from realtime.stages import DEFAULT_STRENGTH, build_stages
 from realtime.stages.style_fade import StyleSchedule
+from realtime.stages.style_grab import StyleGrab
+from realtime.stages.style_strength import ContentAnchor, route_strength
 
 KEYS_HELP = (
-    "keys: n/p next/previous model, ]/[ next/previous style (multi-style models), +/- strength, "
+    "keys: n/p next/previous model, ]/[ next/previous style (multi-style models, a folder of pictures), "
+    "g take the live frame as the style (arbitrary-style models), +/- strength, "
     "c colour preservation, t stabiliser, s snapshot, space side by side, q/Esc quit"
 )
 STRENGTH_STEP = 0.1
@@ -55,9 +59,13 @@ examples:
   nst-cam --model candy --model mosaic                  # camera 0, switch models with n/p
   nst-cam --model weights/udnie.onnx --size 640x360     # smaller frames: faster on a CPU
   nst-cam --model candy --source clip.mp4 --no-display --output out.mp4 --max-frames 300
+  nst-cam --model arbitrary --style paintings/ --size 640x360   # ]/[ step through the pictures, g grabs
 Files are read frame by frame (none dropped; the window plays them at their frame rate);
 cameras and stream URLs always deliver the newest frame. --output records the stylised frames
 (no overlay) at the camera's real timing; Ctrl-C or q keeps what was recorded.
+Arbitrary-style models: --style takes a picture, a blend (a.jpg:0.7,b.jpg:0.3) or a folder;
+g predicts the live frame's style vector on a worker thread and fades to it; +/- move the style
+vector toward the stream's own (refreshed every 25 frames) instead of blending pixels.
 """
 
 
@@ -74,6 +82,7 @@ class CamState:
     stabilize: bool = False
     side_by_side: bool = False
     snapshots: int = 0
+    grabs: int = 0  # g presses: requests to take the live frame as the style
     quit: bool = False
 
 
@@ -103,6 +112,8 @@ def handle_key(state: CamState, key: int) -> CamState:
         return replace(state, side_by_side=not state.side_by_side)
     if ch == "s":
         return replace(state, snapshots=state.snapshots + 1)
+    if ch == "g":
+        return replace(state, grabs=state.grabs + 1)
     return state
 
 
@@ -146,21 +157,37 @@ class Controls:
         stabilizer: Any,
         snapshot_dir: Path,
         schedule: StyleSchedule | None = None,
+        grabber: StyleGrab | None = None,
     ) -> None:
         self.state = state
         self.models, self.blend, self.color, self.stabilizer = models, blend, color, stabilizer
         self.snapshot_dir = snapshot_dir
         self.schedule = schedule or StyleSchedule()
+        self.grabber = grabber
         self.window: Any = None  # the WindowSink, for snapshots of the last frame
+        self._lock = threading.RLock()  # a grab finishing on its worker thread updates the state too
         self.apply(state)
 
     def on_key(self, key: int) -> None:
-        new = handle_key(self.state, key)
-        if new.snapshots != self.state.snapshots:
-            self.snapshot()
-        self.apply(new)
+        with self._lock:
+            new = handle_key(self.state, key)
+            if new.snapshots != self.state.snapshots:
+                self.snapshot()
+            if new.grabs != self.state.grabs:
+                self.grab_style()
+            self.apply(new)
         if new.quit:
             raise StopRun()
+
+    def grab_style(self) -> Any:
+        """Start taking the live frame as the current model's style (a future, or None if it cannot)."""
+        if self.grabber is None:
+            return None
+        return self.grabber.grab(self.models.current, on_done=self._grabbed)
+
+    def _grabbed(self, index: int) -> None:
+        with self._lock:
+            self.state = dataclasses.replace(self.state, style=index, styles=len(self.style_names()))
 
     def apply(self, state: CamState) -> None:
         if state.model != self.models.index:
@@ -172,7 +199,7 @@ class Controls:
             control = self.models.current
             name = self.style_names()[state.style]
             self.schedule.go_to(control, control.style_vector([StyleTerm(name)]))
-        self.blend.strength = state.strength
+        route_strength(self.models.current, self.blend, state.strength)
         self.color.enabled = state.preserve_color
         if self.stabilizer is not None:
             self.stabilizer.enabled = state.stabilize
@@ -218,8 +245,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--style",
         metavar="SPEC",
-        help="the starting style of multi-style / arbitrary-style models: a name, an index, an image or a "
-        "blend such as mosaic:0.5,candy:0.5 (keys ]/[ step through the styles)",
+        help="the starting style of multi-style / arbitrary-style models: a name, an index, a picture, a "
+        "folder of pictures or a blend such as mosaic:0.5,candy:0.5 (keys ]/[ step through the styles)",
     )
     p.add_argument(
         "--model",
@@ -232,7 +259,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--source", default="0", help="camera index, video file or stream URL (default 0)")
     p.add_argument("--size", metavar="WxH", help="resize frames to this before the model (faster on CPU)")
     p.add_argument("--camera-size", metavar="WxH", help="ask the camera for this resolution")
-    p.add_argument("--strength", type=number, default=1.0, help="0..1 blend with the original (default 1)")
+    p.add_argument(
+        "--strength",
+        type=number,
+        default=1.0,
+        help="0..1 blend with the original (default 1; arbitrary-style models: toward the stream's own style)",
+    )
     p.add_argument("--preserve-color", action="store_true", help="keep the original colours (key c)")
     p.add_argument(
         "--stabilize",
@@ -327,7 +359,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             apply_style_spec(models.stylizers[0], args.style, args.model[0])  # raises: one fixed style
         for stylizer in conditioned:
             apply_style_spec(stylizer, args.style, stylizer.name)
+    for stylizer in models.stylizers:  # the predictor and a folder's vectors, while the camera starts
+        if has_picture_styles(stylizer):
+            threading.Thread(target=stylizer.warm_up, name="nst-styles", daemon=True).start()
     schedule = StyleSchedule()
+    grabber = StyleGrab(schedule)
+    extra_stages = [schedule, grabber, ContentAnchor(lambda: models.current)]
     state = CamState(
         models=len(models.stylizers),
         styles=len(models.current.style_names()) if has_style_control(models.current) else 0,
@@ -336,16 +373,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         stabilize=stages.stabilizer.enabled,
     )
     controls = Controls(
-        state, models, stages.strength, stages.color, stages.stabilizer, Path(args.snapshot_dir), schedule
+        state, models, stages.strength, stages.color, stages.stabilizer, Path(args.snapshot_dir), schedule, grabber
     )
     with CaptureSource(args.source, size=size, capture_size=capture_size, pace=not args.no_display) as source:
         frames = itertools.islice(source, args.max_frames) if args.max_frames else source
         if output is None:
-            return _run(frames, models, None, [schedule, *stages.ordered], controls, args, source)
+            return _run(frames, models, None, [*extra_stages, *stages.ordered], controls, args, source)
         stopped: BaseException | None = None
         with atomic_path(output) as tmp:
             try:
-                return _run(frames, models, tmp, [schedule, *stages.ordered], controls, args, source)
+                return _run(frames, models, tmp, [*extra_stages, *stages.ordered], controls, args, source)
             except (CameraLost, KeyboardInterrupt) as exc:  # keep the recording, then report
                 stopped = exc
     if isinstance(stopped, CameraLost):

@@ -29,7 +29,7 @@ from realtime.cli.common import (
 )
 from realtime.core.errors import UserError
 from realtime.core.files import atomic_path, ensure_not_an_input
-from realtime.core.styles import apply_style_spec, style_listing
+from realtime.core.styles import apply_style_spec, has_picture_styles, style_listing
 from realtime.io.video_files import (
     VIDEO_SUFFIXES,
     EncodeOptions,
@@ -41,6 +41,7 @@ from realtime.io.video_files import (
 )
 from realtime.pipeline import Interrupted, run
 from realtime.stages import DEFAULT_STRENGTH, build_stages
+from realtime.stages.style_strength import ContentAnchor, route_strength
 
 EPILOG = """\
 examples:
@@ -48,6 +49,7 @@ examples:
   nst-video clip.mp4 --model candy --size 640x360 --keep-size  # model at 640x360, output at full size
   nst-video holidays/ --model mosaic -o styled/ --stabilize     # every video in a folder, less flicker
   nst-video clip.mp4 --model candy --strength 0.6 --preserve-color --start 10 --duration 5
+  nst-video clip.mp4 --model arbitrary --style poster.png --stabilize   # any picture as the style
 
 sizes: --size WxH (as the video is shown, rotation considered) or --scale F set the size the
 model sees; the output has that size too, unless --keep-size scales the result back up to the
@@ -55,6 +57,9 @@ input's size. Odd sizes: yuv420p needs even sides, so an odd-sized output is enc
 (exact size, H.264 4:4:4: ffmpeg/VLC/mpv play it, browsers do not); --pix-fmt yuv420p pads
 the right/bottom edge by one replicated pixel instead.
 --lossless (libx264rgb, crf 0) stores the RGB frames exactly (large files; for tests and masters).
+arbitrary-style models (--model arbitrary --style poster.png): any picture is the style. There
+--strength S gives the net S * style + (1 - S) * the video's own style vector (Ghiasi et al.
+2017), predicted from the first frame and refreshed every 25 frames as a running average.
 Ctrl-C stops early and keeps a playable file with the frames done so far under the final name.
 """
 
@@ -62,7 +67,7 @@ Ctrl-C stops early and keeps a playable file with the frames done so far under t
 def build_parser() -> argparse.ArgumentParser:
     p = OneLineParser(
         prog="nst-video",
-        description="Stylise video files with a fast style or CycleGAN model.",
+        description="Stylise video files with a fast style, CycleGAN or arbitrary-style model.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -88,9 +93,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--style",
         metavar="SPEC",
         help="for multi-style and arbitrary-style models: a style name or index, an image, or a blend such "
-        "as mosaic:0.5,candy:0.5 (see --list-styles)",
+        "as mosaic:0.5,candy:0.5 or a.jpg:0.7,b.jpg:0.3 (see --list-styles)",
     )
-    g.add_argument("--strength", type=number, default=1.0, help="0..1 blend with the original (default 1)")
+    g.add_argument(
+        "--strength",
+        type=number,
+        default=1.0,
+        help="0..1 blend with the original (default 1); arbitrary-style models move the style vector toward "
+        "the video's own instead (see below)",
+    )
     g.add_argument(
         "--preserve-color", action="store_true", help="keep the original colours, take the stylised luminance"
     )
@@ -290,7 +301,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     suffix = ".mkv" if options.codec == "ffv1" else ".mp4"
     outputs = plan_outputs(inputs, args.output, model_label(args.model), suffix, args.force)
     stabilize = DEFAULT_STRENGTH if args.stabilize == "default" else args.stabilize
-    stages = build_stages(args.strength, args.preserve_color, stabilize).ordered
+    built = build_stages(args.strength, args.preserve_color, stabilize)
 
     # Lazy: the backends import torch (about 2 s), which --help and bad input skip.
     from realtime.backends.loader import load_for_pipeline  # noqa: PLC0415
@@ -302,6 +313,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     if args.style is not None:
         apply_style_spec(stylizer, args.style, args.model)
+    route_strength(stylizer, built.strength, args.strength)
+    stages = built.ordered
+    if has_picture_styles(stylizer):  # --strength moves the style vector toward the video's own
+        stages = [ContentAnchor(lambda: stylizer), *stages]
     failed = 0
     for path, output in zip(inputs, outputs):
         try:
