@@ -27,7 +27,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 
 from realtime.core.arbitrary_files import FILE_SHA256, PREDICTOR, magenta_file
 from realtime.core.contract import IOContract
@@ -81,6 +80,10 @@ class PredictorSession:
     """
 
     def __init__(self, path: str | Path, threads: int | None = None) -> None:
+        # Lazy: every network import reaches this module (through the family registry), and a Gatys
+        # still or a Johnson model never runs a predictor; onnxruntime costs them ~0.3 s of start-up.
+        import onnxruntime as ort  # noqa: PLC0415
+
         options = ort.SessionOptions()
         options.log_severity_level = 3
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")

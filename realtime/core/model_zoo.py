@@ -21,13 +21,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from realtime.core import arbitrary_files
-from realtime.core.checkpoint import read_checkpoint_file, save_checkpoint
 from realtime.core.contract import arbitrary_contract
 from realtime.core.download import cache_dir, download, sha256_of
 from realtime.core.errors import InvalidValue, UserError
 from realtime.core.files import atomic_path
-from realtime.core.nets.arbitrary import set_activation_quant
-from realtime.core.nets.arbitrary_convert import transform_net_from_onnx
 
 log = logging.getLogger(__name__)
 
@@ -300,6 +297,11 @@ def _fetch_arbitrary(entry: PublishedModel, cache: Path, progress: bool) -> Path
     :class:`~realtime.core.nets.arbitrary.ArbitraryTransformNet`). Redone when the cached file is
     damaged or was written by another :data:`ARBITRARY_CONVERTER`.
     """
+    # Lazy: torch and onnx cost seconds of start-up that every command's --help and bad input skip.
+    from realtime.core.checkpoint import read_checkpoint_file, save_checkpoint  # noqa: PLC0415
+    from realtime.core.nets.arbitrary import set_activation_quant  # noqa: PLC0415
+    from realtime.core.nets.arbitrary_convert import transform_net_from_onnx  # noqa: PLC0415
+
     dest = cache / entry.filename
     if _cached_ok(dest, None):
         meta = read_checkpoint_file(dest).get("meta") or {}

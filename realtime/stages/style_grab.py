@@ -4,10 +4,11 @@
 it is read (decode thread). :meth:`StyleGrab.grab` (the camera's ``g`` key, on the window's thread)
 hands a copy of that frame to a worker thread, which predicts its style vector (the
 predictor runs neither on the inference thread nor on the window's), adds it to the model's
-styles as ``camera N`` and starts a short cross-fade to it through the camera's
-:class:`~realtime.stages.style_fade.StyleSchedule`. Frames keep flowing with the old style
-meanwhile; ``python -m bench arbitrary`` measures the time from the key to the first frame
-made with the new style.
+styles as ``camera N`` and makes it the style at once: the next inference uses it (a fade in
+progress through the camera's :class:`~realtime.stages.style_fade.StyleSchedule` is replaced, so
+it cannot undo the grab; a fade would only add frames of delay to a deliberate "take this").
+Frames keep flowing with the old style meanwhile; ``python -m bench arbitrary --grab`` measures
+the time from the key to the vector and to the first frame shown with it.
 """
 
 from __future__ import annotations
@@ -24,14 +25,12 @@ from realtime.stages.style_fade import StyleSchedule
 
 log = logging.getLogger(__name__)
 
-GRAB_FADE_FRAMES = 3  # a deliberate "take this": short, but not a hard cut
-
 
 class StyleGrab:
     """The newest source frame, on request, as a picture-style model's new style (see the module docstring)."""
 
-    def __init__(self, schedule: StyleSchedule, fade_frames: int = GRAB_FADE_FRAMES) -> None:
-        self.schedule, self.fade_frames = schedule, int(fade_frames)
+    def __init__(self, schedule: StyleSchedule) -> None:
+        self.schedule = schedule
         self._latest: np.ndarray | None = None
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nst-grab")
         self.grabs = 0
@@ -50,7 +49,7 @@ class StyleGrab:
         """Start taking the newest frame as ``control``'s style; None when there is no frame or no picture styles.
 
         The returned future gives the new style's index in ``control.style_names()``; ``on_done(index)``
-        is called from the worker thread once the cross-fade has started.
+        is called from the worker thread once the model has the new vector.
         """
         frame = self._latest
         if frame is None or not has_picture_styles(control):
@@ -60,7 +59,8 @@ class StyleGrab:
 
         def work() -> int:
             index, vector = control.add_picture_style(label, picture)  # type: ignore[attr-defined]
-            self.schedule.go_to(control, vector, self.fade_frames)  # type: ignore[arg-type]
+            control.set_style(vector)  # type: ignore[attr-defined]
+            self.schedule.go_to(control, vector, frames=1)  # type: ignore[arg-type]  # ends any fade in progress
             if on_done is not None:
                 on_done(index)
             return index
