@@ -136,15 +136,24 @@ class ConditionalInstanceNorm(nn.Module):
         self.shift_quant = FakeQuant()  # beta - mean * scale
         self.x_scale_quant = FakeQuant()  # x * scale
 
+    def _scale_shift(
+        self, x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Float network: per-sample, per-channel ``(scale, shift)`` with ``y = x * scale + shift``."""
+        mean = x.mean(dim=(2, 3), keepdim=True)
+        var = torch.clamp((x * x).mean(dim=(2, 3), keepdim=True) - mean * mean, min=0.0)
+        scale = gamma * torch.rsqrt(var + self.eps)
+        return scale, beta - mean * scale
+
     def forward(self, x: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
         gamma = self.gamma_quant(self.gamma(style))[:, :, None, None]
         beta = self.beta_quant(self.beta(style))[:, :, None, None]
         if not self.mean_quant.enabled:  # float network: E[x^2] - E[x]^2 (torch.var_mean is ~20x slower on CPU)
-            stats = x.float()  # in float32 even for a half-precision net: E[x^2] - E[x]^2 cancels
-            mean = stats.mean(dim=(2, 3), keepdim=True)
-            var = torch.clamp((stats * stats).mean(dim=(2, 3), keepdim=True) - mean * mean, min=0.0)
-            scale = gamma.float() * torch.rsqrt(var + self.eps)
-            shift = beta.float() - mean * scale
+            if x.dtype == torch.float32:
+                scale, shift = self._scale_shift(x, gamma, beta)
+                return x * scale + shift
+            # in float32 for a half-precision net: E[x^2] - E[x]^2 cancels badly in float16
+            scale, shift = self._scale_shift(x.float(), gamma.float(), beta.float())
             return x * scale.to(x.dtype) + shift.to(x.dtype)
         mean = self.mean_quant(x.mean(dim=(2, 3), keepdim=True))
         diff = x - mean
