@@ -110,7 +110,7 @@ def load_frame(path: Path, width: int, height: int) -> Frame:
 
 def our_stylizers(device: str, threads: int, style_image: Path) -> dict[str, Any]:
     """The runtime's stylizers for ``--model arbitrary``, style set: ORT (CPU) and torch, or the CUDA path."""
-    from realtime.backends.loader import _onnx_from_checkpoint, conditioned
+    from realtime.backends.loader import conditioned, load_stylizer
     from realtime.backends.onnx_backend import OnnxStylizer
     from realtime.backends.torch_backend import TorchStylizer
     from realtime.core.model_zoo import resolve_model
@@ -120,7 +120,7 @@ def our_stylizers(device: str, threads: int, style_image: Path) -> dict[str, Any
     if device == "cuda":
         stylizers = {"ours CUDA fp16 compiled": TorchStylizer(checkpoint, device="cuda", half=True, compile=True)}
     else:
-        onnx = _onnx_from_checkpoint(checkpoint)
+        onnx = load_stylizer(checkpoint, backend="onnx", provider="cpu").backend.path  # nst-video's export, cached
         stylizers = {
             "ours ORT": OnnxStylizer(onnx, providers="cpu", threads=threads),
             "ours torch": TorchStylizer(checkpoint, device="cpu"),

@@ -216,9 +216,14 @@ def list_models(
     for entry in registry.values():
         cached = cache / entry.filename
         where, location = ("cache", str(cached)) if cached.is_file() else ("download", entry.url)
-        if entry.format == "magenta" and where == "download" and arbitrary_files.available_offline(cache):
-            where = arbitrary_files.available_offline(cache) or where  # "package": the [arbitrary] extra
-            location = str(arbitrary_files.package_dir() if where == "package" else arbitrary_files.magenta_dir(cache))
+        offline = (
+            arbitrary_files.available_offline(cache) if entry.format == "magenta" and where == "download" else None
+        )
+        if offline is not None:  # "package": the [arbitrary] extra; "cache": unpacked from the wheel
+            where = offline
+            location = str(
+                arbitrary_files.package_dir() if offline == "package" else arbitrary_files.magenta_dir(cache)
+            )
         rows.append(ModelRow(entry.name, entry.family, where, location, entry.note, entry.licence))
     return rows
 
