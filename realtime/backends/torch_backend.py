@@ -132,7 +132,7 @@ class TorchStylizer:
         # a TorchScript file keeps the precision it was exported with
         precision = precision or ("fp32" if scripted else default_precision)
         if precision != "fp32" and not cuda:
-            log.warning("%s on %s is slow or unsupported; using float32", precision.replace("fp", "float"), self.device)
+            log.warning("%s on %s is slow or unsupported; using float32", str(PRECISIONS[precision])[6:], self.device)
             precision = "fp32"
         self.precision = precision
         self.half = precision == "fp16"
