@@ -156,7 +156,7 @@ def bench_models(b: Bench) -> None:
     from realtime.backends.torch_backend import CUDA_SETTINGS, TorchStylizer
 
     print("\n== model alone: uint8 frame in, uint8 frame out (x ref: bare eager fp32 forward / this)", flush=True)
-    settings = CORE + (EXTRA + EXTRA_EAGER if b.cuda else [])
+    settings = CORE + (EXTRA + EXTRA_EAGER if b.cuda else [(True, "fp32", False)])  # the CPU compiles in fp32
     default = (True, *CUDA_SETTINGS[True]) if b.cuda else (False, "fp32", False)
     nets_wanted = [n for n in NETS if n in b.args.nets.split(",")]
     plan = [(net, size, s) for size in b.sizes for net in nets_wanted for s in settings if s in CORE or size == "1080p"]
