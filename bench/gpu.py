@@ -159,7 +159,8 @@ def bench_models(b: Bench) -> None:
     settings = CORE + (EXTRA + EXTRA_EAGER if b.cuda else [(True, "fp32", False)])  # the CPU compiles in fp32
     default = (True, *CUDA_SETTINGS[True]) if b.cuda else (False, "fp32", False)
     nets_wanted = [n for n in NETS if n in b.args.nets.split(",")]
-    plan = [(net, size, s) for size in b.sizes for net in nets_wanted for s in settings if s in CORE or size == "1080p"]
+    first = list(b.sizes)[0]  # every setting at the first size (1080p), the core ones at the others
+    plan = [(net, size, s) for size in b.sizes for net in nets_wanted for s in settings if s in CORE or size == first]
     plan.sort(key=lambda item: (item[2] not in CORE, list(b.sizes).index(item[1])))  # core settings first
     nets: dict[str, tuple[torch.nn.Module, Any]] = {}
     for net_name, size, (compiled, precision, channels_last) in plan:

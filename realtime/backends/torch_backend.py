@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import zipfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -145,7 +146,7 @@ class TorchStylizer:
             module = module.to(dtype=self.dtype, memory_format=self.memory_format)
         self.module = module
         self._step: Callable[[torch.Tensor], torch.Tensor] = self._eager_step
-        self._warm: set[tuple[int, ...]] = set()
+        self._warm: set[tuple[int, tuple[int, ...]]] = set()
         if self.compiled:
             self._step = self._compiled_step()
         self._pinned_in: torch.Tensor | None = None
@@ -179,9 +180,10 @@ class TorchStylizer:
         Called before the first timed frame; :meth:`stylize_batch` does it itself for a new size.
         """
         shape = (int(batch), int(height), int(width), 3)
-        if shape in self._warm:
+        key = (threading.get_ident(), shape)  # CUDA graphs are recorded per thread (the pipeline's own)
+        if key in self._warm:
             return
-        self._warm.add(shape)
+        self._warm.add(key)
         if not self.compiled or self.contract.fixed_size or self.contract.layout != "NCHW":
             return
         log.info("compiling %s for %dx%d frames (cached on disk for the next start)", self.name, width, height)
@@ -221,8 +223,7 @@ class TorchStylizer:
         check_frames(frames)
         cuda = self.device.type == "cuda"
         shape = (len(frames), *frames[0].shape)
-        if shape not in self._warm:
-            self.warm_up(shape[1], shape[2], shape[0])
+        self.warm_up(shape[1], shape[2], shape[0])  # once per size and thread
         if cuda:
             host = self._pinned("_pinned_in", shape)
             np.stack(frames, out=host.numpy())
