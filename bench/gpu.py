@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import itertools
 import json
 import os
 import statistics
@@ -152,16 +153,26 @@ def label(compiled: bool, precision: str, channels_last: bool) -> str:
     return f"{'compiled' if compiled else 'eager'} {precision}{' channels_last' if channels_last else ''}"
 
 
-def bench_models(b: Bench) -> None:
+def model_plan(b: Bench) -> tuple[list, list]:
+    """``(first, later)`` items ``(net, size, (compiled, precision, channels_last))`` in the order measured.
+
+    First: the targets' rows (Johnson and CycleGAN at the first size, core settings); later: the
+    slim net and the second size (core settings), then every other setting at the first size.
+    """
+    settings = CORE + (EXTRA + EXTRA_EAGER if b.cuda else [(True, "fp32", False)])  # the CPU compiles in fp32
+    nets = [n for n in NETS if n in b.args.nets.split(",")]
+    first_size = list(b.sizes)[0]
+    items = [(n, size, s) for size in b.sizes for n in nets for s in settings if s in CORE or size == first_size]
+    first = [i for i in items if i[2] in CORE and i[1] == first_size and i[0] in ("johnson", "cyclegan")]
+    core = [i for i in items if i[2] in CORE and i not in first]
+    return first, core + [i for i in items if i[2] not in CORE]
+
+
+def bench_models(b: Bench, plan: list) -> None:
     from realtime.backends.torch_backend import CUDA_SETTINGS, TorchStylizer
 
     print("\n== model alone: uint8 frame in, uint8 frame out (x ref: bare eager fp32 forward / this)", flush=True)
-    settings = CORE + (EXTRA + EXTRA_EAGER if b.cuda else [(True, "fp32", False)])  # the CPU compiles in fp32
     default = (True, *CUDA_SETTINGS[True]) if b.cuda else (False, "fp32", False)
-    nets_wanted = [n for n in NETS if n in b.args.nets.split(",")]
-    first = list(b.sizes)[0]  # every setting at the first size (1080p), the core ones at the others
-    plan = [(net, size, s) for size in b.sizes for net in nets_wanted for s in settings if s in CORE or size == first]
-    plan.sort(key=lambda item: (item[2] not in CORE, list(b.sizes).index(item[1])))  # core settings first
     nets: dict[str, tuple[torch.nn.Module, Any]] = {}
     for net_name, size, (compiled, precision, channels_last) in plan:
         if compiled and not b.compile:
@@ -232,8 +243,16 @@ def make_clip(path: Path, size: tuple[int, int], frames: int) -> Path:
     return path
 
 
-def bench_e2e(b: Bench, tmp: Path) -> dict[str, Path]:
-    """nst-video end to end through realtime.cli.video; returns the generated clips by size."""
+def clip_for(b: Bench, tmp: Path, size: str) -> Path:
+    """The generated clip of ``size`` (made once per run)."""
+    path = tmp / f"clip_{size}.mp4"
+    if not path.exists():
+        make_clip(path, b.sizes[size], b.args.e2e_frames or (300 if b.cuda else 24))
+    return path
+
+
+def bench_e2e(b: Bench, tmp: Path, keys: list[str]) -> None:
+    """nst-video end to end through realtime.cli.video, for the runs named by ``keys`` (and ``--e2e-runs``)."""
     from realtime.backends.loader import load_for_pipeline
     from realtime.cli import video
     from realtime.core.checkpoint import save_checkpoint
@@ -241,16 +260,14 @@ def bench_e2e(b: Bench, tmp: Path) -> dict[str, Path]:
     from realtime.stages import DEFAULT_STRENGTH, build_stages
 
     print("\n== nst-video end to end, weights/mosaic.onnx (x ref: bare johnson forward / ms per frame)", flush=True)
-    frames = b.args.e2e_frames or (300 if b.cuda else 24)
-    clips = {}
-    for size, wh in b.sizes.items():
-        clips[size] = make_clip(tmp / f"clip_{size}.mp4", wh, frames)
-    loaded = torch_model_from_onnx(SHIPPED)
-    pth = save_checkpoint(tmp / "mosaic.pth", loaded.model, loaded.contract)
+    pth = tmp / "mosaic.pth"
+    if not pth.exists():
+        loaded = torch_model_from_onnx(SHIPPED)
+        save_checkpoint(pth, loaded.model, loaded.contract)
     first, second = list(b.sizes)
     runs = [  # (key for --e2e-runs, size, row name, model, extra flags)
         ("default", first, "default", str(SHIPPED), []),
-        ("default", second, "default", str(SHIPPED), []),
+        ("default-2", second, "default", str(SHIPPED), []),
         ("stabilize", first, "--stabilize", str(SHIPPED), ["--stabilize"]),
         ("pth", first, "same weights as .pth", str(pth), []),
         ("no-compile", first, "--no-compile", str(SHIPPED), ["--no-compile"]),
@@ -258,15 +275,15 @@ def bench_e2e(b: Bench, tmp: Path) -> dict[str, Path]:
         ("onnx", first, "--backend onnx (ONNX Runtime)", str(SHIPPED), ["--backend", "onnx", "--duration", "0.3"]),
     ]
     wanted = b.args.e2e_runs.split(",")
-    for size in b.sizes:
+    for key, size, name, model, extra in runs:
+        if key not in keys or key not in wanted or not b.affordable(f"e2e {size} {name}", 45.0):
+            continue
         if ("johnson", size) not in b.refs:  # the ratio's denominator: the plain forward of the same net
             net, contract = build_net("johnson")
             reference(b, "johnson", size, net, contract)
-    for key, size, name, model, extra in runs:
-        if key not in wanted or not b.affordable(f"e2e {size} {name}", 45.0):
-            continue
+        clip = clip_for(b, tmp, size)
         args = video.build_parser().parse_args(
-            [str(clips[size]), "--model", model, "-o", str(tmp / "out.mp4"), "--force", "--no-progress", *extra]
+            [str(clip), "--model", model, "-o", str(tmp / "out.mp4"), "--force", "--no-progress", *extra]
         )
         device = str(b.device)
         stages = build_stages(stabilize=DEFAULT_STRENGTH if args.stabilize else None)
@@ -280,14 +297,13 @@ def bench_e2e(b: Bench, tmp: Path) -> dict[str, Path]:
                 w, h = b.sizes[size]
                 warm(h, w, args.batch_size)
             with contextlib.redirect_stdout(io.StringIO()):  # its summary line; the row below says it all
-                stats = video.process(clips[size], tmp / "out.mp4", stylizer, stages.ordered, args, options)
+                stats = video.process(clip, tmp / "out.mp4", stylizer, stages.ordered, args, options)
         except Exception as exc:  # noqa: BLE001 - one failing configuration is a row, not the end of the run
             b.add("e2e", "johnson", size, name, None, note=f"failed: {' '.join(str(exc).split())[:120]}")
             continue
         parts = ", ".join(f"{k} {v:.1f}" for k, v in stats.per_frame_ms().items())
         note = f"{stats.fps:.1f} fps; ms/frame {parts}; {stylizer!r}; encoder {options.codec}"
         b.add("e2e", "johnson", size, name, 1000.0 / stats.fps if stats.fps else None, fps=stats.fps, note=note)
-    return clips
 
 
 class DisplaySink:
@@ -323,8 +339,6 @@ def bench_live(b: Bench, clip: Path, size: str) -> None:
             warm(h, w)
         sink = DisplaySink()
         frames = b.args.live_frames or (150 if b.cuda else 12)
-        import itertools
-
         stats = run(itertools.islice(source, frames), stylizer, sink, live=True, queue_size=1)
         dropped, interval = source.dropped, 1000.0 / source.fps
     latency = 1000.0 * statistics.median(sink.latencies[5:] or sink.latencies)
@@ -350,7 +364,8 @@ print("first frame", flush=True)
 def bench_startup(b: Bench, tmp: Path, size: str) -> None:
     print(f"\n== time to the first {size} frame from process start (mosaic.onnx, default settings)", flush=True)
     w, h = b.sizes[size]
-    env = {**os.environ, "NST_CACHE": str(tmp / "cache"), "PYTHONPATH": str(REPO)}
+    path = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)  # carried wheels too
+    env = {**os.environ, "NST_CACHE": str(tmp / "cache"), "PYTHONPATH": path}
     for key in ("TORCHINDUCTOR_CACHE_DIR", "TRITON_CACHE_DIR"):
         env.pop(key, None)  # the project's own cache folder, emptied: a cold start
     for which in ("cold compile cache", "warm compile cache"):
@@ -450,7 +465,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--e2e-frames", type=int, help="frames of the generated clip (default 300 on CUDA, 24 on the CPU)")
     p.add_argument(
         "--e2e-runs",
-        default="default,stabilize,pth,no-compile,batch,onnx",
+        default="default,default-2,stabilize,pth,no-compile,batch,onnx",
         help="which end-to-end runs (default: all)",
     )
     p.add_argument("--live-frames", type=int, help="frames shown in the live run (default 150 on CUDA)")
@@ -471,19 +486,25 @@ def main(argv: list[str] | None = None) -> int:
     )
     if not b.cuda:
         print("no CUDA GPU: small sizes, eager only unless --compile-on-cpu (the code path, not GPU figures)")
+    first_models, later_models = model_plan(b)
+    first_size = list(b.sizes)[0]
     with tempfile.TemporaryDirectory() as folder:
         tmp = Path(folder)
+        # The targets' figures first, so a tight budget or a timeout cuts only the extras.
         if "model" in sections:
-            bench_models(b)
-        clips: dict[str, Path] = {}
+            bench_models(b, first_models)
         if "e2e" in sections:
-            clips = bench_e2e(b, tmp)
-        first = list(b.sizes)[0]
+            bench_e2e(b, tmp, ["default", "stabilize", "pth"])
         if "live" in sections:
-            clip = clips.get(first) or make_clip(tmp / "live.mp4", b.sizes[first], 60)
-            bench_live(b, clip, first)
+            bench_live(b, clip_for(b, tmp, first_size), first_size)
         if "startup" in sections and (b.cuda or args.compile_on_cpu):
-            bench_startup(b, tmp, first)
+            bench_startup(b, tmp, first_size)
+        if "e2e" in sections:
+            bench_e2e(b, tmp, ["default-2", "no-compile", "onnx"])
+        if "model" in sections:
+            bench_models(b, later_models)
+        if "e2e" in sections:
+            bench_e2e(b, tmp, ["batch"])
     print_targets(b.rows)
     b.save()
     print(

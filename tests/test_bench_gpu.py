@@ -22,7 +22,7 @@ def test_cpu_run_writes_rows_ratios_and_targets(tmp_path, capsys, one_torch_thre
     assert default["x_ref"] == ref["ms"] / default["ms"]
     assert not any(r["setting"].startswith("compiled") for r in data["rows"])  # no compiling on the CPU by default
     e2e = [r for r in data["rows"] if r["section"] == "e2e"]
-    assert {r["setting"] for r in e2e} == {"default", "same weights as .pth"} and all(r["fps"] > 0 for r in e2e)
+    assert [r["setting"] for r in e2e] == ["default", "same weights as .pth"] and all(r["fps"] > 0 for r in e2e)
     assert all(r["x_ref"] is not None for r in e2e)  # against the plain johnson forward of the same run
     live = next(r for r in data["rows"] if r["section"] == "live")
     assert live["ms"] > 0 and live["bound_ms"] > 0
