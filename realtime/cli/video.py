@@ -22,12 +22,14 @@ from realtime.cli.common import (
     OneLineParser,
     attach_dash_values,
     cli_entry,
+    error_line,
     number,
     parse_size,
     strength_or_default,
 )
 from realtime.core.errors import UserError
 from realtime.core.files import atomic_path, ensure_not_an_input
+from realtime.core.styles import apply_style_spec, style_listing
 from realtime.io.encoders import hardware_encoder
 from realtime.io.video_files import (
     VIDEO_SUFFIXES,
@@ -65,8 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("inputs", nargs="+", metavar="INPUT", help="video files, or folders of them")
+    p.add_argument("inputs", nargs="*", metavar="INPUT", help="video files, or folders of them")
     p.add_argument("--list-models", action=ListModelsAction)
+    p.add_argument("--list-styles", action="store_true", help="print the styles of --model (multi-style) and exit")
     p.add_argument(
         "--model",
         "-m",
@@ -82,6 +85,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--force", "-f", action="store_true", help="overwrite existing outputs")
     g = p.add_argument_group("style")
+    g.add_argument(
+        "--style",
+        metavar="SPEC",
+        help="for multi-style and arbitrary-style models: a style name or index, an image, or a blend such "
+        "as mosaic:0.5,candy:0.5 (see --list-styles)",
+    )
     g.add_argument("--strength", type=number, default=1.0, help="0..1 blend with the original (default 1)")
     g.add_argument(
         "--preserve-color", action="store_true", help="keep the original colours, take the stylised luminance"
@@ -129,7 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="GPU: run the model eagerly instead of compiling it for the frame size (no warm-up; slower)",
     )
     g.add_argument("--provider", metavar="NAME", help="ONNX Runtime execution provider, e.g. CUDAExecutionProvider")
-    g.add_argument("--input-range", choices=("0-255", "-1-1"), help="pixel range a foreign ONNX model expects")
+    g.add_argument("--input-range", choices=("0-255", "0-1", "-1-1"), help="pixel range a foreign ONNX model expects")
     g.add_argument("--batch-size", type=int, default=1, metavar="N", help="frames per forward pass (GPU; default 1)")
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
@@ -295,9 +304,26 @@ def process(path: Path, output: Path, stylizer, stages: list, args: argparse.Nam
     return stats
 
 
-@cli_entry(flags={"stabilize": "--stabilize"})
+def list_styles(args: argparse.Namespace) -> int:
+    """``--list-styles``: load ``--model`` and print its style names, one per line."""
+    # Lazy: the backends import torch (about 2 s), which every other early exit skips.
+    from realtime.backends.loader import load_stylizer  # noqa: PLC0415
+    from realtime.core.devices import resolve_device  # noqa: PLC0415
+
+    print(style_listing(load_stylizer(args.model, device=str(resolve_device(args.device))), args.model))
+    return 0
+
+
+FLAGS = {"stabilize": "--stabilize"}
+
+
+@cli_entry(flags=FLAGS)
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(attach_dash_values(sys.argv[1:] if argv is None else list(argv)))
+    if args.list_styles:
+        return list_styles(args)
+    if not args.inputs:
+        raise UserError("give at least one INPUT video or folder (see --help)")
     if args.batch_size < 1:
         raise UserError("--batch-size must be at least 1")
     if args.start < 0 or (args.duration is not None and args.duration <= 0):
@@ -323,6 +349,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         backend=args.backend,
         compile=False if args.no_compile else None,
     )
+    if args.style is not None:
+        apply_style_spec(stylizer, args.style, args.model)
     options = gpu_setup(stylizer, built, args, options)
     failed = 0
     for path, output in zip(inputs, outputs):
@@ -332,7 +360,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if len(inputs) == 1:
                 raise
             failed += 1
-            print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
+            print(error_line(exc, FLAGS), file=sys.stderr)
     if failed:
         raise UserError(f"{failed} of {len(inputs)} inputs failed (see above)")
     return 0

@@ -79,6 +79,8 @@ def torch_model_from_onnx(path: str | os.PathLike, *, check: bool = True) -> Loa
         contract = IOContract.from_json(meta[CONTRACT_KEY])
     except (ValueError, TypeError) as exc:
         raise NotRebuildable(f"{path.name}: unreadable {CONTRACT_KEY} metadata ({exc})") from None
+    if contract.condition_dim or len(model.graph.input) != 1:
+        raise NotRebuildable(f"{path.name} takes more than an image (a style vector); it runs as ONNX")
     owner = FAMILIES.get(contract.family)
     if owner is None:
         raise NotRebuildable(f"{path.name}: family {contract.family!r} is not one this version knows")
