@@ -234,7 +234,7 @@ def grab(args: argparse.Namespace) -> None:
     width, height = args.size
     torch.set_num_threads(args.threads)
     stylizer = our_stylizers("cpu", args.threads, args.style)["ours ORT"]
-    stylizer.warm_up()  # nst-cam loads the predictor in the background at start-up
+    stylizer.prepare_styles()  # nst-cam loads the predictor in the background at start-up
     photo = load_frame(args.content, width, height)
     alone = []
     for _ in range(args.repeats):

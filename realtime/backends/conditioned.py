@@ -86,6 +86,15 @@ class ConditionedStylizer:
     def stylize_batch(self, frames: Sequence[np.ndarray]) -> list[np.ndarray]:
         return self.backend.stylize_batch(frames)
 
+    @property
+    def keep_on_device(self) -> bool:
+        """The backend's setting (a CUDA TorchStylizer's), read and written through; AttributeError when it has none."""
+        return self.backend.keep_on_device  # type: ignore[attr-defined]
+
+    @keep_on_device.setter
+    def keep_on_device(self, value: bool) -> None:
+        self.backend.keep_on_device = value  # type: ignore[attr-defined]
+
     def __getattr__(self, name: str) -> Any:  # device, providers, … of the backend
         if name in ("backend", "resolver"):
             raise AttributeError(name)
@@ -102,7 +111,7 @@ class PictureResolver(StyleResolver, Protocol):
 
     def add_picture(self, label: str, picture: np.ndarray) -> tuple[int, np.ndarray]: ...
 
-    def warm_up(self) -> None: ...
+    def load_predictor(self) -> None: ...
 
     def prefetch(self) -> None: ...
 
@@ -158,8 +167,8 @@ class PictureStylizer(ConditionedStylizer):
     def add_picture_style(self, label: str, picture: np.ndarray) -> tuple[int, np.ndarray]:
         return self.resolver.add_picture(label, picture)
 
-    def warm_up(self) -> None:
-        self.resolver.warm_up()
+    def prepare_styles(self) -> None:
+        self.resolver.load_predictor()
         self.resolver.prefetch()
 
     def _mix(self) -> None:

@@ -15,7 +15,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
+
+try:  # one of the extras [cpu] / [gpu] installs it; this project's own .onnx files also run on PyTorch
+    import onnxruntime as ort
+except ImportError:  # pragma: no cover - exercised by monkeypatching ort to None
+    ort = None
 
 from realtime.core.contract import IOContract
 from realtime.core.download import cache_dir
@@ -91,6 +95,17 @@ def _provider_options(name: str) -> dict[str, str]:
     return {}
 
 
+ORT_MISSING = (
+    "ONNX Runtime is not installed; pip install onnxruntime (CPU) or onnxruntime-gpu (NVIDIA), "
+    "or reinstall with the extra [cpu] or [gpu]"
+)
+
+
+def ort_missing() -> bool:
+    """True when no ONNX Runtime package is installed (a base install without the [cpu]/[gpu] extra)."""
+    return ort is None
+
+
 def cpu_cores() -> int:
     """Cores this process may run on (respects taskset/cgroup affinity where the OS tells)."""
     try:
@@ -124,6 +139,8 @@ class OnnxStylizer:
         self.path = Path(path)
         if not self.path.is_file():
             raise UserError(f"no such model file: {self.path}")
+        if ort is None:
+            raise UserError(f"{self.path.name} needs ONNX Runtime: {ORT_MISSING}")
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.intra_op_num_threads = int(threads) if threads else cpu_cores()

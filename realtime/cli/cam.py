@@ -59,13 +59,17 @@ examples:
   nst-cam --model candy --model mosaic                  # camera 0, switch models with n/p
   nst-cam --model weights/udnie.onnx --size 640x360     # smaller frames: faster on a CPU
   nst-cam --model candy --source clip.mp4 --no-display --output out.mp4 --max-frames 300
+  nst-cam --model mosaic --source clip.mp4 --live        # a file played as a live camera: honest latency
   nst-cam --model arbitrary --style paintings/ --size 640x360   # ]/[ step through the pictures, g grabs
-Files are read frame by frame (none dropped; the window plays them at their frame rate);
-cameras and stream URLs always deliver the newest frame. --output records the stylised frames
-(no overlay) at the camera's real timing; Ctrl-C or q keeps what was recorded.
+Files are read frame by frame (none dropped; the window plays them at their frame rate), or with
+--live as a camera would deliver them; cameras and stream URLs always deliver the newest frame.
+On a CUDA GPU the model is compiled for the camera's size before the first frame (seconds; cached
+on disk) and for a new size or a newly selected model when it first runs (the window stays open).
+--output records the stylised frames (no overlay) at the camera's real timing; Ctrl-C or q keeps
+what was recorded.
 Arbitrary-style models: --style takes a picture, a blend (a.jpg:0.7,b.jpg:0.3) or a folder;
-g predicts the live frame's style vector on a worker thread and fades to it; +/- move the style
-vector toward the stream's own (refreshed every 25 frames) instead of blending pixels.
+g predicts the live frame's style vector on a worker thread and switches to it; +/- move the
+style vector toward the stream's own (refreshed every 25 frames) instead of blending pixels.
 """
 
 
@@ -280,7 +284,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-frames", type=int, metavar="N", help="stop after N frames")
     p.add_argument("--snapshot-dir", default=".", metavar="DIR", help="where s saves PNG snapshots (default .)")
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda or cuda:N")
-    p.add_argument("--backend", choices=("onnx", "torch"), help="default: ONNX Runtime for checkpoints on the CPU")
+    p.add_argument(
+        "--backend",
+        choices=("auto", "onnx", "torch"),
+        default="auto",
+        help="auto (default): PyTorch, compiled, on a CUDA GPU (this project's .onnx files too); ONNX Runtime "
+        "for .onnx files and checkpoints on the CPU",
+    )
+    p.add_argument(
+        "--no-compile", action="store_true", help="GPU: run the model eagerly (no torch.compile warm-up; slower)"
+    )
+    p.add_argument(
+        "--live",
+        action="store_true",
+        help="play a video --source as a live camera: at its frame rate, newest frame wins, late frames dropped "
+        "(measures capture-to-display latency without a camera)",
+    )
     p.add_argument("--provider", metavar="NAME", help="ONNX Runtime execution provider")
     p.add_argument("--input-range", choices=("0-255", "0-1", "-1-1"), help="pixel range a foreign ONNX model expects")
     return p
@@ -348,7 +367,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     models = ModelCycle(
         [
             load_for_pipeline(
-                m, device=device, provider=args.provider, input_range=args.input_range, backend=args.backend
+                m,
+                device=device,
+                provider=args.provider,
+                input_range=args.input_range,
+                backend=args.backend,
+                compile=False if args.no_compile else None,
             )
             for m in args.model
         ]
@@ -361,7 +385,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             apply_style_spec(stylizer, args.style, stylizer.name)
     for stylizer in models.stylizers:  # the predictor and a folder's vectors, while the camera starts
         if has_picture_styles(stylizer):
-            threading.Thread(target=stylizer.warm_up, name="nst-styles", daemon=True).start()
+            threading.Thread(target=stylizer.prepare_styles, name="nst-styles", daemon=True).start()
     schedule = StyleSchedule()
     grabber = StyleGrab(schedule)
     extra_stages = [schedule, grabber, ContentAnchor(lambda: models.current)]
@@ -372,10 +396,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         preserve_color=stages.color.enabled,
         stabilize=stages.stabilizer.enabled,
     )
+    if device.startswith("cuda"):
+        from realtime.stages.stabilize_torch import use_torch_stabilizer  # noqa: PLC0415 - GPU only
+
+        use_torch_stabilizer(stages.stabilizer, device)
     controls = Controls(
         state, models, stages.strength, stages.color, stages.stabilizer, Path(args.snapshot_dir), schedule, grabber
     )
-    with CaptureSource(args.source, size=size, capture_size=capture_size, pace=not args.no_display) as source:
+    live = True if args.live else None
+    pace = args.live or not args.no_display
+    with CaptureSource(args.source, size=size, capture_size=capture_size, live=live, pace=pace) as source:
+        warm_up = getattr(models.current, "warm_up", None)
+        if warm_up is not None:  # compile for the camera's size before the first frame is captured
+            width, height = source.frame_size
+            if width and height:
+                warm_up(height, width)
         frames = itertools.islice(source, args.max_frames) if args.max_frames else source
         if output is None:
             return _run(frames, models, None, [*extra_stages, *stages.ordered], controls, args, source)
@@ -420,7 +455,8 @@ def _run(
     sink = TeeSink(window, recorder)
     stats = run(frames, models, sink, stages, queue_size=1 if source.live else 4, live=source.live)
     dropped = f", {source.dropped} stale camera frames skipped" if source.live else ""
-    print(f"{stats.summary()}; latency {stats.mean_latency * 1000:.0f} ms{dropped}")
+    interval = f" (frame interval {1000 / source.fps:.0f} ms)" if source.live else ""
+    print(f"{stats.summary()}; capture-to-display latency {stats.mean_latency * 1000:.0f} ms{interval}{dropped}")
     return 0
 
 

@@ -30,6 +30,7 @@ from realtime.cli.common import (
 from realtime.core.errors import UserError
 from realtime.core.files import atomic_path, ensure_not_an_input
 from realtime.core.styles import apply_style_spec, has_picture_styles, style_listing
+from realtime.io.encoders import hardware_encoder
 from realtime.io.video_files import (
     VIDEO_SUFFIXES,
     EncodeOptions,
@@ -39,7 +40,7 @@ from realtime.io.video_files import (
     probe,
     read_frames,
 )
-from realtime.pipeline import Interrupted, run
+from realtime.pipeline import Interrupted, RunStats, run
 from realtime.stages import DEFAULT_STRENGTH, build_stages
 from realtime.stages.style_strength import ContentAnchor, route_strength
 
@@ -121,7 +122,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--start", type=number, default=0.0, metavar="SEC", help="start at this time (seconds)")
     g.add_argument("--duration", type=number, metavar="SEC", help="process this many seconds")
     g = p.add_argument_group("encoding")
-    g.add_argument("--codec", default="libx264", help="video encoder (default libx264; e.g. libx265, libvpx-vp9, ffv1)")
+    g.add_argument(
+        "--codec",
+        help="video encoder (default libx264, or a hardware H.264 encoder such as h264_nvenc when the model runs "
+        "on a GPU that has one; e.g. libx265, libvpx-vp9, ffv1)",
+    )
     g.add_argument("--pix-fmt", metavar="FMT", help="encoder pixel format (default yuv420p; yuv444p for odd sizes)")
     rate = g.add_mutually_exclusive_group()
     rate.add_argument("--crf", type=number, help="constant quality, lower is better (libx264 default 18)")
@@ -133,8 +138,15 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda or cuda:N")
     g.add_argument(
         "--backend",
-        choices=("onnx", "torch"),
-        help="default: ONNX Runtime for checkpoints on the CPU (exported once, cached), else the model file's own",
+        choices=("auto", "onnx", "torch"),
+        default="auto",
+        help="auto (default): PyTorch, compiled, on a CUDA GPU (this project's .onnx files too); on the CPU ONNX "
+        "Runtime for .onnx files and checkpoints (exported once, cached)",
+    )
+    g.add_argument(
+        "--no-compile",
+        action="store_true",
+        help="GPU: run the model eagerly instead of compiling it for the frame size (no warm-up; slower)",
     )
     g.add_argument("--provider", metavar="NAME", help="ONNX Runtime execution provider, e.g. CUDAExecutionProvider")
     g.add_argument("--input-range", choices=("0-255", "0-1", "-1-1"), help="pixel range a foreign ONNX model expects")
@@ -224,7 +236,7 @@ def encode_options(args: argparse.Namespace):
         return EncodeOptions(
             codec="libx264rgb", pix_fmt=args.pix_fmt, crf=0, preset=args.preset or "veryfast", audio=not args.no_audio
         )
-    options = default_encode_options(args.codec, pix_fmt=args.pix_fmt, audio=not args.no_audio)
+    options = default_encode_options(args.codec or "libx264", pix_fmt=args.pix_fmt, audio=not args.no_audio)
     if args.crf is not None or args.bitrate is not None:
         options.crf = args.crf
     options.bitrate = parse_bitrate(args.bitrate)
@@ -232,8 +244,38 @@ def encode_options(args: argparse.Namespace):
     return options
 
 
-def process(path: Path, output: Path, stylizer, stages: list, args: argparse.Namespace, options) -> None:
-    """Stylise one file into ``output`` (atomically); print its summary line."""
+def gpu_setup(stylizer, stages, args: argparse.Namespace, options: EncodeOptions) -> EncodeOptions:
+    """On a CUDA model: keep frames on the GPU through the stages to the encoder's YUV conversion,
+    the stabiliser's pixels in torch, x264 frame threads, and a hardware encoder when one opens."""
+    device = getattr(stylizer, "device", None)
+    if getattr(device, "type", None) != "cuda":
+        return options
+    # Lazy: torch (the stabiliser's GPU path), only for a model already on a GPU.
+    from realtime.stages.stabilize_torch import use_torch_stabilizer  # noqa: PLC0415
+
+    use_torch_stabilizer(stages.stabilizer, device)
+    if hasattr(stylizer, "keep_on_device") and args.strength >= 1.0 and not args.preserve_color:
+        stylizer.keep_on_device = options.device_frames = True  # strength and colour stages would need the host
+    options.frame_threads = True
+    if args.codec is None and args.crf is None and args.preset is None and not args.lossless:
+        hardware, tried = hardware_encoder(options.codec)
+        if hardware is not None:
+            bitrate = options.bitrate
+            options = default_encode_options(hardware, pix_fmt=args.pix_fmt, audio=not args.no_audio)
+            options.bitrate, options.device_frames = bitrate, stylizer_keeps(stylizer)
+            print(f"encoder: {hardware} (hardware)", file=sys.stderr)
+        else:
+            why = f"{', '.join(tried)} did not open" if tried else "no hardware H.264 encoder in this PyAV build"
+            print(f"encoder: {options.codec} on {os.cpu_count()} cores ({why})", file=sys.stderr)
+    return options
+
+
+def stylizer_keeps(stylizer) -> bool:
+    return bool(getattr(stylizer, "keep_on_device", False))
+
+
+def process(path: Path, output: Path, stylizer, stages: list, args: argparse.Namespace, options) -> RunStats:
+    """Stylise one file into ``output`` (atomically); print its summary line and return its statistics."""
     info = probe(path)
     if args.start and info.duration is not None and args.start >= info.duration:
         raise UserError(f"{path}: --start {args.start:g} s is past the end ({info.duration:.2f} s)")
@@ -270,6 +312,7 @@ def process(path: Path, output: Path, stylizer, stages: list, args: argparse.Nam
         )
         raise interrupted
     print(f"{output}: {stats.summary()}")
+    return stats
 
 
 def list_styles(args: argparse.Namespace) -> int:
@@ -309,7 +352,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     device = str(resolve_device(args.device))
     stylizer = load_for_pipeline(
-        args.model, device=device, provider=args.provider, input_range=args.input_range, backend=args.backend
+        args.model,
+        device=device,
+        provider=args.provider,
+        input_range=args.input_range,
+        backend=args.backend,
+        compile=False if args.no_compile else None,
     )
     if args.style is not None:
         apply_style_spec(stylizer, args.style, args.model)
@@ -317,6 +365,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     stages = built.ordered
     if has_picture_styles(stylizer):  # --strength moves the style vector toward the video's own
         stages = [ContentAnchor(lambda: stylizer), *stages]
+    options = gpu_setup(stylizer, built, args, options)
     failed = 0
     for path, output in zip(inputs, outputs):
         try:

@@ -16,7 +16,8 @@ style spec into that vector (:mod:`realtime.core.styles`):
 
 The predictor is the published int8 graph (``arbitrary_predict.onnx``, see
 :mod:`realtime.core.arbitrary_files`) run in ONNX Runtime on the CPU: a style is predicted once,
-so it never needs the GPU, and this is exactly the graph the peer package runs.
+so it never needs the GPU, and this is exactly the graph the peer package runs. Without ONNX
+Runtime (it is an optional extra) the same graph runs as its PyTorch rebuild (:class:`TorchPredictor`).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from realtime.core.arbitrary_files import FILE_SHA256, PREDICTOR, magenta_file
 from realtime.core.contract import IOContract
@@ -100,8 +102,30 @@ class PredictorSession:
         return np.asarray(out, np.float32).reshape(-1)
 
 
+class TorchPredictor:
+    """The same published predictor rebuilt in PyTorch, its int8 rounding simulated (within a few output steps
+    of ONNX Runtime): for installs without ONNX Runtime. Thread-safe."""
+
+    def __init__(self, path: str | Path) -> None:
+        # Lazy: reading the graph needs onnx, which only this fallback does at run time.
+        from realtime.core.nets.arbitrary_convert import style_predictor_from_onnx  # noqa: PLC0415
+
+        self.net = style_predictor_from_onnx(path)
+        self._lock = threading.Lock()
+
+    def __call__(self, prepared: np.ndarray) -> np.ndarray:
+        x = torch.from_numpy(np.ascontiguousarray(prepared.transpose(2, 0, 1), np.float32))[None]
+        with self._lock, torch.inference_mode():
+            return self.net(x)[0].numpy()
+
+
 def _published_predictor() -> Predict:
-    return PredictorSession(magenta_file(PREDICTOR))
+    path = magenta_file(PREDICTOR)
+    try:
+        return PredictorSession(path)
+    except ImportError:  # a base install without ONNX Runtime: the PyTorch rebuild of the same graph
+        log.info("ONNX Runtime is not installed; predicting style vectors with the PyTorch rebuild")
+        return TorchPredictor(path)
 
 
 class ArbitraryStyles:
@@ -196,7 +220,7 @@ class ArbitraryStyles:
             except UserError as exc:  # an unreadable picture in a folder: said when it is chosen
                 log.warning("%s", exc)
 
-    def warm_up(self) -> None:
+    def load_predictor(self) -> None:
         """Load the predictor now (a camera's grab key then answers without the start-up cost)."""
         self._predictor()
 

@@ -127,7 +127,7 @@ class PictureStyleControl(StyleControl, Protocol):
         """Add ``picture`` to :meth:`style_names` as ``label``; returns its index and vector."""
         ...
 
-    def warm_up(self) -> None:
+    def prepare_styles(self) -> None:
         """Load what the first picture needs (the predictor), and the vectors of the named styles."""
         ...
 
