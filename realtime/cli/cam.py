@@ -37,11 +37,11 @@ from realtime.cli.common import (
 from realtime.core.errors import UserError
 from realtime.core.files import atomic_path, ensure_not_an_input
 from realtime.core.images import write_image
-from realtime.core.styles import StyleTerm, apply_style_spec, has_picture_styles, has_style_control, style_listing
+from realtime.core.styles import StyleTerm, apply_style_spec, has_style_control, style_listing
 from realtime.pipeline import StopRun, run
 from realtime.stages import DEFAULT_STRENGTH, build_stages
 from realtime.stages.style_fade import StyleSchedule
-from realtime.stages.style_grab import StyleGrab
+from realtime.stages.style_grab import StyleGrab, StylePreparation
 from realtime.stages.style_strength import ContentAnchor, route_strength
 
 KEYS_HELP = (
@@ -383,9 +383,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             apply_style_spec(models.stylizers[0], args.style, args.model[0])  # raises: one fixed style
         for stylizer in conditioned:
             apply_style_spec(stylizer, args.style, stylizer.name)
-    for stylizer in models.stylizers:  # the predictor and a folder's vectors, while the camera starts
-        if has_picture_styles(stylizer):
-            threading.Thread(target=stylizer.prepare_styles, name="nst-styles", daemon=True).start()
     schedule = StyleSchedule()
     grabber = StyleGrab(schedule)
     extra_stages = [schedule, grabber, ContentAnchor(lambda: models.current)]
@@ -453,7 +450,13 @@ def _run(
     if record_to is not None:
         recorder = RecordingSink(record_to, source.rate, EncodeOptions(crf=20.0, preset="veryfast", audio=False))
     sink = TeeSink(window, recorder)
-    stats = run(frames, models, sink, stages, queue_size=1 if source.live else 4, live=source.live)
+    preparing = StylePreparation(models.stylizers)  # the predictor and a folder's vectors, while frames flow
+    try:
+        stats = run(frames, models, sink, stages, queue_size=1 if source.live else 4, live=source.live)
+    finally:
+        preparing.stop()
+        if controls.grabber is not None:
+            controls.grabber.close()
     dropped = f", {source.dropped} stale camera frames skipped" if source.live else ""
     interval = f" (frame interval {1000 / source.fps:.0f} ms)" if source.live else ""
     print(f"{stats.summary()}; capture-to-display latency {stats.mean_latency * 1000:.0f} ms{interval}{dropped}")

@@ -212,9 +212,12 @@ class ArbitraryStyles:
             self._by_file[key] = vector
         return vector
 
-    def prefetch(self) -> None:
-        """Compute the vectors of every named picture not computed yet (e.g. a folder's, in a background thread)."""
+    def prefetch(self, stop: threading.Event | None = None) -> None:
+        """Compute the vectors of every named picture not computed yet (e.g. a folder's, in a background thread);
+        ``stop`` set ends it between pictures."""
         for label in self.names():
+            if stop is not None and stop.is_set():
+                return
             try:
                 self.label_vector(label)
             except UserError as exc:  # an unreadable picture in a folder: said when it is chosen

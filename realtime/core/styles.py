@@ -19,6 +19,7 @@ parameters; Ghiasi et al. 2017 the style embeddings), not a cross-fade of pixels
 from __future__ import annotations
 
 import difflib
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
@@ -127,8 +128,8 @@ class PictureStyleControl(StyleControl, Protocol):
         """Add ``picture`` to :meth:`style_names` as ``label``; returns its index and vector."""
         ...
 
-    def prepare_styles(self) -> None:
-        """Load what the first picture needs (the predictor), and the vectors of the named styles."""
+    def prepare_styles(self, stop: threading.Event | None = None) -> None:
+        """Load what the first picture needs (the predictor), then the vectors of the named styles until ``stop``."""
         ...
 
 

@@ -14,7 +14,8 @@ the time from the key to the vector and to the first frame shown with it.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
@@ -72,6 +73,29 @@ class StyleGrab:
     def close(self) -> None:
         """Stop the worker thread (after any grab in progress)."""
         self._worker.shutdown(wait=True)
+
+
+class StylePreparation:
+    """Each picture-style model's :meth:`prepare_styles` (the predictor, a folder's vectors) on its own thread.
+
+    :meth:`stop` asks them to stop between pictures and waits (at most one prediction), so a command
+    that ends early leaves no thread inside ONNX Runtime while the interpreter shuts down.
+    """
+
+    def __init__(self, models: Iterable[object]) -> None:
+        self._stop = threading.Event()
+        self._threads = [
+            threading.Thread(target=model.prepare_styles, args=(self._stop,), name="nst-styles")  # type: ignore[attr-defined]
+            for model in models
+            if has_picture_styles(model)
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout)
 
 
 def _log_failure(future: Future) -> None:
