@@ -18,6 +18,7 @@ EPILOG = """examples:
   python -m export mosaic.pth -o mosaic-fp16.onnx --fp16                   # pytorch/examples file as published
   python -m export horse2zebra -o weights/horse2zebra.onnx                 # a published model, by name
   python -m export starry.pth -o starry-720p.onnx --static 720 1280       # fixed size, e.g. for TensorRT
+  python -m export arbitrary -o weights/arbitrary.onnx                     # image + style vector inputs
 
 The file is written only after it ran at two sizes and matched eager PyTorch (max abs
 error printed in levels of 255). ONNX files take any batch, height and width unless
@@ -29,7 +30,7 @@ error printed in levels of 255). ONNX files take any batch, height and width unl
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m export",
-        description="Export a Johnson transform net or CycleGAN generator to ONNX "
+        description="Export a Johnson transform net, CycleGAN generator or arbitrary-style transform net to ONNX "
         "(.onnx) or TorchScript (.pt), with its IO contract inside, and verify it against PyTorch.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
