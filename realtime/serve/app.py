@@ -69,7 +69,7 @@ class ServeConfig:
     max_clients: int = 4
     size: tuple[int, int] | None = (640, 360)
     idle_timeout: float = 10.0
-    connect_timeout: float = 30.0
+    connect_timeout: float = 15.0
     ice_servers: list[RTCIceServer] = field(default_factory=list)
     compose_workers: int = 2
 
@@ -145,9 +145,9 @@ class Server:
 SERVER = web.AppKey("server", Server)
 
 
-def _error(status: type[web.HTTPException], message: str) -> web.HTTPException:
+def _error(status: type[web.HTTPException], message: str, **kwargs: Any) -> web.HTTPException:
     """An HTTP error whose body is ``{"error": message}`` (the page shows the message)."""
-    return status(text=json.dumps({"error": message}), content_type="application/json")
+    return status(text=json.dumps({"error": message}), content_type="application/json", **kwargs)
 
 
 @web.middleware
@@ -183,7 +183,12 @@ async def offer(request: web.Request) -> web.Response:
     if not isinstance(body, dict) or not isinstance(body.get("sdp"), str) or body.get("type") != "offer":
         raise _error(web.HTTPBadRequest, 'expected {"sdp": "<offer SDP>", "type": "offer"}')
     if len(body["sdp"]) > MAX_SDP:
-        raise _error(web.HTTPRequestEntityTooLarge, f"the SDP is longer than {MAX_SDP} characters")
+        raise _error(
+            web.HTTPRequestEntityTooLarge,
+            f"the SDP is longer than {MAX_SDP} characters",
+            max_size=MAX_SDP,
+            actual_size=len(body["sdp"]),
+        )
     changes = body.get("settings") or {}
     if not isinstance(changes, dict):
         raise _error(web.HTTPBadRequest, "settings must be a JSON object")

@@ -44,12 +44,14 @@ class Route:
 class Pending:
     """A frame waiting for the model. ``load()`` returns it as ``(H, W, 3)`` uint8 RGB (called on the engine thread).
 
-    ``arrival``, ``capture``: ``time.monotonic()`` seconds when it arrived and its estimated capture time.
+    ``arrival``, ``capture``: ``time.monotonic()`` seconds when it arrived and its estimated capture time;
+    ``pts``: its timestamp as received (90 kHz ticks).
     """
 
     load: Callable[[], np.ndarray]
     arrival: float
     capture: float
+    pts: int | None = None
 
 
 @dataclass

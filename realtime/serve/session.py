@@ -147,7 +147,7 @@ class SessionContext:
     pool: concurrent.futures.Executor
     size_limit: tuple[int, int] | None = None
     idle_timeout: float = 10.0
-    connect_timeout: float = 30.0
+    connect_timeout: float = 15.0
 
 
 @dataclass
@@ -156,6 +156,7 @@ class _Meta:
 
     capture: float
     arrival: float
+    pts: int | None
     model_seconds: float
     batch: int
     model: str
@@ -239,7 +240,7 @@ class Session:
             self.last_input = now
             self.stats.received += 1
             capture = self.clock.observe(frame.pts, now)
-            self.context.engine.offer(self._slot, Pending(lambda f=frame: to_rgb(f, limit), now, capture))
+            self.context.engine.offer(self._slot, Pending(lambda f=frame: to_rgb(f, limit), now, capture, frame.pts))
         self.close_soon("the camera track ended")
 
     # -- the engine's side (engine thread) --------------------------------------------------------
@@ -276,8 +277,9 @@ class Session:
                 continue
             frame = await self._loop.run_in_executor(self.context.pool, self._compose, result, self.settings)
             self.stats.composed += 1
+            pending = result.pending
             meta = _Meta(
-                result.pending.capture, result.pending.arrival, result.model_seconds, result.batch, result.route.model
+                pending.capture, pending.arrival, pending.pts, result.model_seconds, result.batch, result.route.model
             )
             self.track.put(frame, meta)
 
@@ -296,6 +298,7 @@ class Session:
                 "type": "frame",
                 "pts": pts % 2**32,
                 "cap": round(meta.capture * 1000, 2),
+                "in_pts": meta.pts,
                 "server_ms": round((now - meta.arrival) * 1000, 1),
                 "model_ms": round(meta.model_seconds * 1000, 1),
                 "batch": meta.batch,
