@@ -11,7 +11,7 @@ import numpy as np
 from fakes import IdentityStylizer
 
 from realtime.core.styles import StyleTerm
-from realtime.serve.app import Server, ServeConfig, make_app
+from realtime.serve.app import ServeConfig, Server, make_app
 from realtime.serve.catalog import Catalogue, Entry
 from realtime.serve.engine import BatchPolicy, Engine
 from realtime.serve.settings import Settings

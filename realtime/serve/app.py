@@ -135,6 +135,7 @@ class Server:
             "engine": {
                 "frames": stats.frames,
                 "model_calls": stats.calls,
+                "busy_seconds": round(stats.busy, 3),
                 "busy_fraction": round(stats.busy / elapsed, 3),
                 "batching": {f"{m} {s[1]}x{s[0]}": on for (m, s), on in self.engine.policy.decided.items()},
             },
