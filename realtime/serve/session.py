@@ -15,9 +15,10 @@ Data-channel messages (JSON objects with a ``type``):
 * page -> server: ``settings`` (see :mod:`realtime.serve.settings`), ``ping`` ``{"t": page ms}``,
   ``bye``;
 * server -> page: ``state`` (the applied settings), ``error`` ``{"setting", "message"}``,
-  ``pong`` ``{"t", "now": server ms}``, ``frame`` for every frame sent ``{"pts", "cap", "server_ms",
-  "model_ms", "batch"}`` (``pts`` modulo 2**32 as set on the frame, ``cap`` the estimated capture
-  time in server ms; see :mod:`realtime.serve.timing`), ``closed`` ``{"reason"}``.
+  ``pong`` ``{"t", "now": server ms}``, ``frame`` for every frame sent ``{"pts", "cap", "in_pts",
+  "server_ms", "model_ms", "batch", "model"}`` (``pts`` modulo 2**32 as set on the frame, ``cap``
+  the estimated capture time in server ms (see :mod:`realtime.serve.timing`), ``in_pts`` the camera
+  frame's pts as received, ``server_ms`` arrival to sending), ``closed`` ``{"reason"}``.
 
 A session ends (:meth:`Session.close`) on a ``bye``, a closed data channel, a failed or closed
 connection, or no camera frame for ``idle_timeout`` seconds (a closed tab stops sending at
