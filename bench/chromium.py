@@ -78,17 +78,37 @@ class Tab:
 
     async def navigate(self, url: str) -> int | None:
         """Open ``url``; returns the HTTP status of the document (None if unknown)."""
-        self.browser.events.clear()
+        seen = len(self.browser.events)
         await self.call("Network.enable")
         await self.call("Page.navigate", url=url)
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
-            for event in self.browser.events:
+            for event in self.browser.events[seen:]:
                 params = event.get("params", {})
-                if event.get("method") == "Network.responseReceived" and params.get("type") == "Document":
+                if (
+                    event.get("sessionId") == self.session_id
+                    and event.get("method") == "Network.responseReceived"
+                    and params.get("type") == "Document"
+                ):
                     return int(params["response"]["status"])
             await asyncio.sleep(0.05)
         return None
+
+    def errors(self) -> list[str]:
+        """What went wrong in the page so far: uncaught exceptions, console errors, browser errors (CSP...)."""
+        found = []
+        for event in self.browser.events:
+            if event.get("sessionId") != self.session_id:
+                continue
+            method, params = event.get("method"), event.get("params", {})
+            if method == "Runtime.exceptionThrown":
+                details = params.get("exceptionDetails", {})
+                found.append(details.get("exception", {}).get("description") or details.get("text", "exception"))
+            elif method == "Runtime.consoleAPICalled" and params.get("type") == "error":
+                found.append(" ".join(str(a.get("value", a.get("description", ""))) for a in params.get("args", [])))
+            elif method == "Log.entryAdded" and params.get("entry", {}).get("level") == "error":
+                found.append(params["entry"].get("text", ""))
+        return found
 
     async def evaluate(self, expression: str) -> Any:
         reply = await self.call("Runtime.evaluate", expression=expression, returnByValue=True, awaitPromise=True)
@@ -167,7 +187,7 @@ class Chromium:
                 future.set_result(data)
             elif "method" in data:
                 self.events.append(data)
-                del self.events[:-2000]
+                del self.events[:-5000]
         for future in self._waiting.values():
             if not future.done():
                 future.set_exception(DevToolsError("Chromium closed the DevTools connection"))
@@ -192,6 +212,7 @@ class Chromium:
         tab = Tab(self, target, session)
         await tab.call("Page.enable")
         await tab.call("Runtime.enable")
+        await tab.call("Log.enable")
         return tab
 
     async def __aexit__(self, *exc: object) -> None:

@@ -111,6 +111,7 @@ async def browser_scenario(tmp_path: Path, server: ServeProcess) -> dict:
         await frames_later(tab, 5)
         page = await tab.screenshot()
         found["page"] = page
+        found["page_errors"] = tab.errors()  # uncaught exceptions, console errors, CSP violations
         assert (await status(server.base))["clients"] == 1
 
         await tab.close()  # the tab goes: its session must end
@@ -146,6 +147,7 @@ def test_the_page_shows_a_live_stylised_camera_and_switches_styles(tmp_path):
     assert found["stylised_vs_camera"] > 30  # the picture is stylised...
     assert found["strength0_vs_camera"] < 15  # ...and strength 0 gives the camera picture back
     assert found["candy_vs_mosaic"] > 15  # the style change shows
+    assert found["page_errors"] == []
     assert found["clients_after_close"] == 0
     ended = re.findall(r"session \S+ ends: (.*)", server_log)
     assert ended and not ended[0].startswith("no camera frame"), server_log  # the tab's goodbye, not the timeout
