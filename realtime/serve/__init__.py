@@ -13,7 +13,8 @@ models and stages as ``nst-cam`` and goes back as a WebRTC track. The parts, eac
   a multi-style or arbitrary-style model), loaded on demand, with thumbnails;
 * :mod:`~realtime.serve.session`: one peer connection: its tracks, data channel, stages, teardown;
 * :mod:`~realtime.serve.app`: the aiohttp application (page, ``POST /offer``, thumbnails, status,
-  token check, size limits); the page itself is plain HTML/JS in ``assets/``.
+  token check, size limits); the page itself is plain HTML/JS in ``assets/``;
+* :mod:`~realtime.serve.client`: a Python WebRTC client (the load test's simulated cameras).
 
 The command line is :mod:`realtime.cli.serve`.
 """
