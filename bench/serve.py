@@ -25,6 +25,7 @@ import argparse
 import asyncio
 import json
 import multiprocessing
+import os
 import statistics
 import time
 from collections.abc import Sequence
@@ -51,13 +52,24 @@ def clip_frames(size: tuple[int, int], count: int = 60) -> list[np.ndarray]:
     return frames
 
 
-def baseline_fps(model: str, device: str, size: tuple[int, int], frames: int) -> float:
-    """nst-video's end-to-end frames/s (decode, model, encode) for ``model`` at ``size``."""
+def baseline_fps(model: str, device: str, size: tuple[int, int], frames: int) -> tuple[float, float]:
+    """nst-video's end-to-end frames/s (decode, model, encode) for ``model`` at ``size``, and CPU seconds a frame."""
     from realtime.backends.loader import load_for_pipeline
 
     stylizer = load_for_pipeline(model, device=device)
     end_to_end(stylizer, SAMPLE_CLIP, size, 5)  # warm-up
-    return end_to_end(stylizer, SAMPLE_CLIP, size, frames)
+    cpu = time.process_time()
+    fps = end_to_end(stylizer, SAMPLE_CLIP, size, frames)
+    return fps, (time.process_time() - cpu) / frames
+
+
+def process_cpu(pid: int | None) -> float | None:
+    """CPU seconds (user + system, all threads) process ``pid`` has used; None where /proc is not there."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, TypeError):
+        return None
 
 
 # -- simulated clients ----------------------------------------------------------------------------
@@ -70,10 +82,12 @@ async def _clients(
     warmup: float,
     seconds: float,
     watch: bool = True,
+    server_pid: int | None = None,
 ) -> list[dict]:
     """``count`` clients connected at once; per client, what arrived in the measured window.
 
-    ``watch``: also read the server's engine counters over the window (into the first result).
+    ``watch``: also read the server's engine counters and CPU time over the window (into the first
+    result). Each result has ``cpu``: this process's CPU seconds over the window, shared out.
     """
     from realtime.serve.client import Client, FrameSource
 
@@ -85,10 +99,14 @@ async def _clients(
             clients.append(await Client.connect(url, FrameSource(rotated, fps), token=token, keep_images=0))
         await asyncio.sleep(warmup)
         before = await server_status(url, token) if watch else None
+        server_cpu = process_cpu(server_pid) if watch else None
+        cpu = time.process_time()
         start = time.monotonic()
         marks = [len(c.stats.received) for c in clients]
         await asyncio.sleep(seconds)
         end = time.monotonic()
+        cpu = time.process_time() - cpu
+        server_cpu_end = process_cpu(server_pid) if watch else None
         after = await server_status(url, token) if watch else None
         results = []
         for client, mark in zip(clients, marks):
@@ -102,6 +120,8 @@ async def _clients(
                     "estimated": estimated,
                     "batch": [r.batch for r in window if r.batch],
                     "closed": client.closed_reason,
+                    "cpu": cpu / len(clients),
+                    "frames": len(window),
                 }
             )
         if before and after and results:
@@ -110,6 +130,8 @@ async def _clients(
                 "fps": (a["frames"] - b["frames"]) / (end - start),
                 "busy": (a["busy_seconds"] - b["busy_seconds"]) / (end - start),
                 "batching": a["batching"],
+                "frames": a["frames"] - b["frames"],
+                "cpu": None if server_cpu is None or server_cpu_end is None else server_cpu_end - server_cpu,
             }
         return results
     finally:
@@ -121,13 +143,23 @@ def _client_process(args: tuple) -> list[dict]:
 
 
 def run_clients(
-    url: str, token: str | None, count: int, processes: int, size, fps: float, warmup: float, seconds: float
+    url: str,
+    token: str | None,
+    count: int,
+    processes: int,
+    size,
+    fps: float,
+    warmup: float,
+    seconds: float,
+    server_pid: int | None = None,
 ) -> list[dict]:
     """``count`` clients in ``processes`` processes (1: in this one); their per-client results."""
     if processes <= 1:
-        return asyncio.run(_clients(url, token, count, size, fps, warmup, seconds))
+        return asyncio.run(_clients(url, token, count, size, fps, warmup, seconds, True, server_pid))
     shares = [count // processes + (1 if i < count % processes else 0) for i in range(processes)]
-    jobs = [(url, token, n, size, fps, warmup, seconds, i == 0) for i, n in enumerate(n for n in shares if n)]
+    jobs = [
+        (url, token, n, size, fps, warmup, seconds, i == 0, server_pid) for i, n in enumerate(n for n in shares if n)
+    ]
     with multiprocessing.get_context("spawn").Pool(len(jobs)) as pool:
         return [r for part in pool.map(_client_process, jobs) for r in part]
 
@@ -174,7 +206,7 @@ def _ms(values: Sequence[float], q: float) -> str:
     return f"{np.quantile(values, q) * 1000:.0f}" if values else "-"
 
 
-def report(args: argparse.Namespace, rounds: list[dict], baselines: list[float]) -> None:
+def report(args: argparse.Namespace, rounds: list[dict], baselines: list[float], baseline_cpu: list[float]) -> None:
     size = f"{args.size[0]}x{args.size[1]}"
     who = "1 Chromium page" if args.browser else f"{args.clients} clients at {args.fps:g} fps each"
     print(f"\nnst-serve, {args.model} {size} on {args.device}: {who}, {args.seconds:g} s measured per round")
@@ -206,6 +238,21 @@ def report(args: argparse.Namespace, rounds: list[dict], baselines: list[float])
         )
     minimum = min(statistics.median(r["fps"] for r in runs) for runs in per_client)
     print(f"slowest client {minimum:.1f} fps")
+    server_cpu = [e["cpu"] / e["frames"] for e in engine if e.get("cpu") is not None and e.get("frames")]
+    client_cpu = [
+        sum(c["cpu"] for c in r["clients"]) / max(1, sum(c["frames"] for c in r["clients"]))
+        for r in rounds
+        if all("cpu" in c for c in r["clients"])
+    ]
+    if server_cpu or baseline_cpu:
+        parts = []
+        if baseline_cpu:
+            parts.append(f"nst-video {statistics.median(baseline_cpu) * 1000:.0f} ms")
+        if server_cpu:
+            parts.append(f"nst-serve {statistics.median(server_cpu) * 1000:.0f} ms")
+        if client_cpu:
+            parts.append(f"its simulated clients {statistics.median(client_cpu) * 1000:.0f} ms")
+        print("CPU time per stylised frame (all threads): " + ", ".join(parts))
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -240,12 +287,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     server_args += ["--max-clients", str(max(args.clients, 1)), "--idle-timeout", "30"]
     rounds: list[dict] = []
     baselines: list[float] = []
+    baseline_cpu: list[float] = []
     with ServeProcess(server_args) as server, tempfile.TemporaryDirectory() as tmp:
         asyncio.run(wait_ready(server.base, token))
         for i in range(args.rounds):
             if not args.no_baseline:
-                baselines.append(baseline_fps(args.model, args.device, args.size, args.baseline_frames))
-                print(f"round {i + 1}: nst-video {baselines[-1]:.1f} fps", flush=True)
+                fps, cpu = baseline_fps(args.model, args.device, args.size, args.baseline_frames)
+                baselines.append(fps)
+                baseline_cpu.append(cpu)
+                print(f"round {i + 1}: nst-video {fps:.1f} fps", flush=True)
             if args.browser:
                 clients = [asyncio.run(browser_round(server.url, args.size, args.warmup, args.seconds, Path(tmp)))]
             else:
@@ -258,15 +308,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                     args.fps,
                     args.warmup,
                     args.seconds,
+                    server.pid,
                 )
             engine = clients[0].pop("engine", None)
             rounds.append({"clients": clients, "engine": engine})
             total = sum(c["fps"] for c in clients)
             print(f"round {i + 1}: serve {total:.1f} fps over {len(clients)} clients", flush=True)
             time.sleep(1.0)  # let the sessions close before the next round
-    report(args, rounds, baselines)
+    report(args, rounds, baselines, baseline_cpu)
     if args.json:
-        args.json.write_text(json.dumps({"rounds": rounds, "baselines": baselines}, indent=1, default=float))
+        raw = {"rounds": rounds, "baselines": baselines, "baseline_cpu": baseline_cpu}
+        args.json.write_text(json.dumps(raw, indent=1, default=float))
     return 0
 
 

@@ -67,5 +67,9 @@ class ServeProcess:
             self._reader.join(5)
 
     @property
+    def pid(self) -> int | None:
+        return None if self._process is None else self._process.pid
+
+    @property
     def returncode(self) -> int | None:
         return None if self._process is None else self._process.poll()

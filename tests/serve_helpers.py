@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
+import time
 from collections.abc import Sequence
 
 import numpy as np
@@ -36,6 +37,14 @@ class Invert(IdentityStylizer):
 
     def __call__(self, frame: np.ndarray) -> np.ndarray:
         return self.stylize_batch([frame])[0]
+
+
+class SlowInvert(Invert):
+    """Invert at about 10 frames a second."""
+
+    def stylize_batch(self, frames: Sequence[np.ndarray]) -> list[np.ndarray]:
+        time.sleep(0.1)
+        return super().stylize_batch(frames)
 
 
 class Palette(IdentityStylizer):
@@ -87,12 +96,12 @@ class Loader:
         self.loads.append(source)
         if source == "broken":
             raise RuntimeError("this model file is damaged")
-        stylizer = {"invert": Invert, "palette": Palette, "identity": IdentityStylizer}[source]()
+        stylizer = {"invert": Invert, "palette": Palette, "slow": SlowInvert, "identity": IdentityStylizer}[source]()
         self.built.setdefault(source, []).append(stylizer)
         return stylizer
 
 
-def entries(*names: str, pinned: Sequence[str] = ("invert",)) -> list[Entry]:
+def entries(*names: str, pinned: Sequence[str] = ("invert", "slow")) -> list[Entry]:
     return [Entry(f"m{i}", name, name, pinned=name in pinned) for i, name in enumerate(names)]
 
 

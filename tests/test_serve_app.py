@@ -17,6 +17,7 @@ import pytest
 from serve_helpers import Loader, eventually, running_server, solid
 
 from realtime.serve.client import Client, FrameSource
+from realtime.serve.session import suggested_fps
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -156,6 +157,19 @@ def test_token_is_required_when_set():
             client = await Client.connect(url, FrameSource([solid(ORANGE)]), token="s3cret-token")
             await client.wait_frames(2)
             await client.close()
+
+    run(scenario())
+
+
+def test_a_sender_is_asked_for_no_more_frames_than_the_model_takes():
+    async def scenario():
+        async with running_server(("slow",), batch="off") as (url, server, loader):
+            client = await Client.connect(url, FrameSource([solid(ORANGE)], fps=30))
+            try:
+                await eventually(lambda: client.source.interval > 1 / 29, timeout=10)  # about 10 fps used
+                assert 1 / client.source.interval <= suggested_fps(12)
+            finally:
+                await client.close()
 
     run(scenario())
 

@@ -14,6 +14,7 @@ from realtime.core.errors import InvalidValue
 from realtime.serve.catalog import Catalogue, build_entries, sample_picture
 from realtime.serve.client import PtsMatcher
 from realtime.serve.engine import BatchPolicy, Engine, Pending, Route
+from realtime.serve.session import suggested_fps
 from realtime.serve.settings import Settings, style_terms, updated
 from realtime.serve.timing import CaptureClock, out_pts
 
@@ -62,6 +63,10 @@ def test_style_terms_accept_only_the_models_own_names():
     for spec in ("starry", "3", "/etc/passwd", "painting.jpg:1", "http://x/a.jpg"):
         with pytest.raises(InvalidValue, match="is not a style of this model"):
             style_terms(spec, names)
+
+
+def test_suggested_send_rate_follows_what_the_model_takes():
+    assert [suggested_fps(r) for r in (0, 2, 10, 18.7, 40)] == [5, 5, 17, 30, 30]
 
 
 # -- clocks ---------------------------------------------------------------------------------------

@@ -100,10 +100,17 @@ class FrameSource(MediaStreamTrack):
         if not frames:
             raise ValueError("need at least one frame")
         self._planes = [cv2.cvtColor(np.ascontiguousarray(f), cv2.COLOR_RGB2YUV_I420) for f in frames]
+        self.fps = float(fps)  # the camera's own rate
         self.interval = 1.0 / fps
         self.sent: OrderedDict[int, float] = OrderedDict()
         self._start: float | None = None
-        self._count = 0
+        self._count = 0  # frames since the pacing (re)started
+        self._index = 0  # frames sent
+
+    def set_fps(self, fps: float) -> None:
+        """Send ``fps`` frames a second from now on (a browser capping its sender)."""
+        if abs(1.0 / self.interval - fps) >= 1.0:
+            self.interval, self._start, self._count = 1.0 / fps, None, 0
 
     async def recv(self) -> av.VideoFrame:
         if self.readyState != "live":
@@ -116,8 +123,9 @@ class FrameSource(MediaStreamTrack):
             await asyncio.sleep(due - now)
         elif now - due > 2 * self.interval:  # fell behind (a busy machine): skip, as a camera would
             self._start, self._count = now, 0
-        frame = av.VideoFrame.from_ndarray(self._planes[self._count % len(self._planes)], format="yuv420p")
+        frame = av.VideoFrame.from_ndarray(self._planes[self._index % len(self._planes)], format="yuv420p")
         self._count += 1
+        self._index += 1
         sent = time.monotonic()
         frame.pts, frame.time_base = round(sent * CLOCK_RATE), TIME_BASE
         self.sent[frame.pts] = sent
@@ -148,8 +156,9 @@ class ClientStats:
 class Client:
     """One connection to ``nst-serve``. Build with :meth:`connect`; always :meth:`close`."""
 
-    def __init__(self, pc: RTCPeerConnection, source: FrameSource, keep_images: int) -> None:
+    def __init__(self, pc: RTCPeerConnection, source: FrameSource, keep_images: int, follow_rate: bool) -> None:
         self.pc = pc
+        self.follow_rate = follow_rate  # cap the source's rate to the server's suggestion, as the page does
         self.source = source
         self.stats = ClientStats()
         self.session = ""
@@ -173,11 +182,12 @@ class Client:
         token: str | None = None,
         settings: dict | None = None,
         keep_images: int = 3,
+        follow_rate: bool = True,
         timeout: float = 20.0,
     ) -> Client:
         """Offer ``source`` to the server at ``url``; raises ``ConnectionError`` with the server's message."""
         pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-        client = cls(pc, source, keep_images)
+        client = cls(pc, source, keep_images, follow_rate)
         pc.addTrack(source)
         try:
             await pc.setLocalDescription(await pc.createOffer())
@@ -235,6 +245,8 @@ class Client:
             self._state_seen.set()
         elif kind == "error":
             self.stats.errors.append(message)
+        elif kind == "rate" and self.follow_rate:
+            self.source.set_fps(min(self.source.fps, float(message["suggested_fps"])))
         elif kind == "closed":
             self.closed_reason = message.get("reason", "")
 

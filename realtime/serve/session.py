@@ -18,7 +18,9 @@ Data-channel messages (JSON objects with a ``type``):
   ``pong`` ``{"t", "now": server ms}``, ``frame`` for every frame sent ``{"pts", "cap", "in_pts",
   "server_ms", "model_ms", "batch", "model"}`` (``pts`` modulo 2**32 as set on the frame, ``cap``
   the estimated capture time in server ms (see :mod:`realtime.serve.timing`), ``in_pts`` the camera
-  frame's pts as received, ``server_ms`` arrival to sending), ``closed`` ``{"reason"}``.
+  frame's pts as received, ``server_ms`` arrival to sending), ``rate`` once a second
+  ``{"processed_fps", "suggested_fps"}`` (the page caps its camera's sending rate to the suggestion:
+  :func:`suggested_fps`), ``closed`` ``{"reason"}``.
 
 A session ends (:meth:`Session.close`) on a ``bye``, a closed data channel, a failed or closed
 connection, or no camera frame for ``idle_timeout`` seconds (a closed tab stops sending at
@@ -33,6 +35,7 @@ import concurrent.futures
 import fractions
 import json
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -57,7 +60,18 @@ log = logging.getLogger(__name__)
 
 MAX_MESSAGE = 4096  # bytes of one data-channel message from a page
 FADE_FRAMES = 8  # a style change cross-fades the style vector over this many frames
+MIN_SEND_FPS, MAX_SEND_FPS = 5, 30  # the range of the frame rate suggested to senders
 TIME_BASE = fractions.Fraction(1, CLOCK_RATE)
+
+
+def suggested_fps(processed: float) -> int:
+    """The camera frame rate worth sending when the model takes ``processed`` frames a second.
+
+    Frames beyond what the model takes are decoded and dropped: sending half as many again as
+    are used (plus two) keeps the newest frame fresh and saves the sender's encoder, the network
+    and the server's decoder the rest. Between :data:`MIN_SEND_FPS` and :data:`MAX_SEND_FPS`.
+    """
+    return int(min(MAX_SEND_FPS, max(MIN_SEND_FPS, math.ceil(1.5 * processed + 2))))
 
 
 def to_rgb(frame: av.VideoFrame, limit: tuple[int, int] | None) -> np.ndarray:
@@ -441,7 +455,9 @@ class Session:
             self.close_soon(f"the connection {self.pc.connectionState}")
 
     async def _watchdog(self) -> None:
+        """End a silent session; once a second, tell the sender how fast its frames are used (``rate``)."""
         ctx = self.context
+        last_count, last_time = self._slot.processed, time.monotonic()
         while not self.closed:
             await asyncio.sleep(min(1.0, ctx.idle_timeout / 4))
             now = time.monotonic()
@@ -449,6 +465,11 @@ class Session:
                 self.close_soon(f"no camera frame within {ctx.connect_timeout:g} s")
             elif self.last_input is not None and now - self.last_input > ctx.idle_timeout:
                 self.close_soon(f"no camera frame for {ctx.idle_timeout:g} s")
+            elif now - last_time >= 0.9:
+                processed = self._slot.processed
+                rate = (processed - last_count) / (now - last_time)
+                last_count, last_time = processed, now
+                self.send({"type": "rate", "processed_fps": round(rate, 1), "suggested_fps": suggested_fps(rate)})
 
     def close_soon(self, reason: str) -> asyncio.Task:
         """Start :meth:`close` from a callback; returns its task (the same one on every call)."""

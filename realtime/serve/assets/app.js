@@ -298,6 +298,21 @@ async function flipCamera() {
   }
 }
 
+// The server says how many frames a second its model takes from us; sending many more only costs
+// encoding here and decoding there, so the camera's sending rate follows (no renegotiation).
+async function capFrameRate(fps) {
+  const sender = pc && pc.getSenders().find((s) => s.track && s.track.kind === "video");
+  if (!sender || !fps) return;
+  const params = sender.getParameters();
+  if (!params.encodings || !params.encodings.length) return;
+  if (Math.abs((params.encodings[0].maxFramerate || 0) - fps) < 2) return;
+  params.encodings[0].maxFramerate = fps;
+  nst.sendFps = fps;
+  try {
+    await sender.setParameters(params);
+  } catch (_) {} // not every browser takes it; then it sends at the camera's rate
+}
+
 // ---------------------------------------------------------------- connection
 function onMessage(event) {
   nst.messages += 1;
@@ -311,6 +326,8 @@ function onMessage(event) {
   } else if (m.type === "error") {
     nst.errors.push(m);
     say(m.message, true);
+  } else if (m.type === "rate") {
+    capFrameRate(m.suggested_fps);
   } else if (m.type === "closed") {
     nst.state = "closed";
     notice(`The server ended this session: ${m.reason}. Reload to start again.`);
