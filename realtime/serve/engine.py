@@ -3,7 +3,7 @@
 Each connection has a :class:`Slot` holding at most one frame, its newest: a frame arriving
 while the previous one waits replaces it (counted in ``dropped``), so a connection never
 builds a queue and one slow connection cannot delay the others. Each round the engine takes
-the waiting frame of *every* connection (so none starves), groups them by model, style vector
+the waiting frame of *every* connection (so none starves; who goes first rotates), groups them by model, style vector
 and frame size, and runs each group through the model: as one batch, as single frames, or in
 batches of at most ``max_batch`` (:class:`BatchPolicy`). Results go back through
 :meth:`Client.deliver` on the engine thread; the client hands them to its own event loop.
@@ -230,6 +230,8 @@ class Engine:
             picked = [(s, s.pending) for s in self._slots if s.pending is not None]
             for slot, _ in picked:
                 slot.pending = None
+            if len(self._slots) > 1:  # who goes first (and waits least) takes turns
+                self._slots.append(self._slots.pop(0))
             return jobs, picked  # type: ignore[return-value]
 
     def _run(self) -> None:
