@@ -42,6 +42,10 @@ def camera_frames() -> list[np.ndarray]:
     return frames
 
 
+def photo_at_size() -> np.ndarray:
+    return camera_frames()[0]
+
+
 def difference(a: np.ndarray, b: np.ndarray) -> float:
     """Mean absolute difference (0..255) of two pictures, ``b`` resized to ``a``."""
     b = cv2.resize(b, (a.shape[1], a.shape[0]), interpolation=cv2.INTER_AREA)
@@ -111,6 +115,15 @@ async def browser_scenario(tmp_path: Path, server: ServeProcess) -> dict:
         await frames_later(tab, 5)
         page = await tab.screenshot()
         found["page"] = page
+        downloads = tmp_path / "downloads"
+        await browser.call("Browser.setDownloadBehavior", behavior="allow", downloadPath=str(downloads))
+        await tab.evaluate("document.getElementById('snapshot').click()")
+        for _ in range(100):
+            snapshots = list(downloads.glob("nst-serve_candy_*.png"))
+            if snapshots:
+                break
+            await asyncio.sleep(0.1)
+        found["snapshot"] = read_image(snapshots[0]) if snapshots else None
         found["page_errors"] = tab.errors()  # uncaught exceptions, console errors, CSP violations
         assert (await status(server.base))["clients"] == 1
 
@@ -148,6 +161,9 @@ def test_the_page_shows_a_live_stylised_camera_and_switches_styles(tmp_path):
     assert found["strength0_vs_camera"] < 15  # ...and strength 0 gives the camera picture back
     assert found["candy_vs_mosaic"] > 15  # the style change shows
     assert found["page_errors"] == []
+    snapshot = found["snapshot"]
+    assert snapshot is not None and snapshot.shape == (HEIGHT, 2 * WIDTH, 3)  # the PNG download, side by side
+    assert difference(snapshot[:, :WIDTH], photo_at_size()) < 15 < difference(snapshot[:, WIDTH:], photo_at_size())
     assert found["clients_after_close"] == 0
     ended = re.findall(r"session \S+ ends: (.*)", server_log)
     assert ended and not ended[0].startswith("no camera frame"), server_log  # the tab's goodbye, not the timeout
