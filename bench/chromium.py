@@ -15,6 +15,7 @@ import itertools
 import json
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -149,7 +150,7 @@ class Chromium:
         self.events: list[dict] = []
         self._ids = itertools.count(1)
         self._waiting: dict[int, asyncio.Future] = {}
-        self._profile = tempfile.TemporaryDirectory(prefix="nst-chromium-")
+        self._profile = tempfile.TemporaryDirectory(prefix="nst-chromium-", ignore_cleanup_errors=True)
         self._process: subprocess.Popen | None = None
         self._http: aiohttp.ClientSession | None = None
         self._ws: aiohttp.ClientWebSocketResponse | None = None
@@ -224,11 +225,15 @@ class Chromium:
             await self._ws.close()
         if self._http is not None:
             await self._http.close()
-        if self._process is not None and self._process.poll() is None:
-            self._process.terminate()
-            try:
-                self._process.wait(10)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait()
+        if self._process is not None:
+            if self._process.poll() is None:
+                self._process.terminate()
+                try:
+                    self._process.wait(10)
+                except subprocess.TimeoutExpired:
+                    self._process.kill()
+                    self._process.wait()
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self._process.pid, signal.SIGTERM)  # its renderers: the group it was started in
+            await asyncio.sleep(0.2)
         self._profile.cleanup()

@@ -180,7 +180,10 @@ async def wait_ready(base: str, token: str | None) -> None:
 
 
 # -- one browser ----------------------------------------------------------------------------------
-async def browser_round(url: str, size: tuple[int, int], warmup: float, seconds: float, tmp: Path) -> dict:
+async def browser_round(
+    url: str, base: str, token: str, size: tuple[int, int], warmup: float, seconds: float, tmp: Path, pid: int | None
+) -> dict:
+    """One Chromium page for ``warmup`` + ``seconds``: its fps and capture-to-display latency as the page shows them."""
     from bench.chromium import Chromium, find_chromium, write_y4m
 
     executable = find_chromium()
@@ -192,13 +195,28 @@ async def browser_round(url: str, size: tuple[int, int], warmup: float, seconds:
         await tab.navigate(url)
         await tab.wait_for("window.nst && nst.framesMatched >= 5", timeout=60)
         await asyncio.sleep(warmup)
-        shown, samples = await tab.evaluate("[nst.framesShown, nst.latencies.length]")
+        before, server_cpu = await server_status(base, token), process_cpu(pid)
+        shown = await tab.evaluate("nst.framesShown")
         start = time.monotonic()
         await asyncio.sleep(seconds)
         end_shown, latencies = await tab.evaluate("[nst.framesShown, nst.latencies.slice()]")
         elapsed = time.monotonic() - start
-        recent = latencies[-max(1, min(len(latencies), round((end_shown - shown) * 0.9))) :]
-        return {"fps": (end_shown - shown) / elapsed, "latency": [v / 1000 for v in recent], "estimated": []}
+        after, server_cpu_end = await server_status(base, token), process_cpu(pid)
+    frames = end_shown - shown
+    recent = latencies[-max(1, min(len(latencies), round(frames * 0.9))) :]  # about the measured window
+    b, a = before["engine"], after["engine"]
+    return {
+        "fps": frames / elapsed,
+        "latency": [],
+        "estimated": [v / 1000 for v in recent],
+        "engine": {
+            "fps": (a["frames"] - b["frames"]) / elapsed,
+            "busy": (a["busy_seconds"] - b["busy_seconds"]) / elapsed,
+            "batching": a["batching"],
+            "frames": a["frames"] - b["frames"],
+            "cpu": None if server_cpu is None or server_cpu_end is None else server_cpu_end - server_cpu,
+        },
+    }
 
 
 # -- the report -----------------------------------------------------------------------------------
@@ -211,14 +229,16 @@ def report(args: argparse.Namespace, rounds: list[dict], baselines: list[float],
     who = "1 Chromium page" if args.browser else f"{args.clients} clients at {args.fps:g} fps each"
     print(f"\nnst-serve, {args.model} {size} on {args.device}: {who}, {args.seconds:g} s measured per round")
     per_client = [[r["clients"][i] for r in rounds] for i in range(len(rounds[0]["clients"]))]
-    print(f"{'client':<8}{'fps':>7}{'latency ms p50/p90':>21}{'page estimate p50':>19}{'batch':>7}")
+    estimate = "page shows p50/p90" if args.browser else "page estimate p50"
+    print(f"{'client':<8}{'fps':>7}{'latency ms p50/p90':>21}{estimate:>19}{'batch':>7}")
     for i, runs in enumerate(per_client, 1):
         fps = statistics.median(r["fps"] for r in runs)
         latency = [v for r in runs for v in r["latency"]]
         estimated = [v for r in runs for v in r["estimated"]]
         batch = [b for r in runs for b in r.get("batch", [])]
         print(
-            f"{i:<8}{fps:>7.1f}{_ms(latency, 0.5) + '/' + _ms(latency, 0.9):>21}{_ms(estimated, 0.5):>19}"
+            f"{i:<8}{fps:>7.1f}{_ms(latency, 0.5) + '/' + _ms(latency, 0.9):>21}"
+            f"{_ms(estimated, 0.5) + ('/' + _ms(estimated, 0.9) if args.browser else ''):>19}"
             f"{(f'{np.mean(batch):.1f}' if batch else '-'):>7}"
         )
     totals = [sum(c["fps"] for c in r["clients"]) for r in rounds]
@@ -227,7 +247,7 @@ def report(args: argparse.Namespace, rounds: list[dict], baselines: list[float],
     engine = [r["engine"] for r in rounds if r.get("engine")]
     if engine:
         line += f"; server engine {statistics.median(e['fps'] for e in engine):.1f} frames/s"
-        line += f", busy {statistics.median(e['busy'] for e in engine) * 100:.0f}%"
+        line += f", busy {min(1.0, statistics.median(e['busy'] for e in engine)) * 100:.0f}%"
         line += f", batching {engine[-1]['batching'] or 'undecided'}"
     print(line)
     if baselines:
@@ -297,7 +317,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 baseline_cpu.append(cpu)
                 print(f"round {i + 1}: nst-video {fps:.1f} fps", flush=True)
             if args.browser:
-                clients = [asyncio.run(browser_round(server.url, args.size, args.warmup, args.seconds, Path(tmp)))]
+                page = browser_round(
+                    server.url, server.base, token, args.size, args.warmup, args.seconds, Path(tmp), server.pid
+                )
+                clients = [asyncio.run(page)]
             else:
                 clients = run_clients(
                     server.base,
