@@ -145,7 +145,7 @@ class Tab:
 class Chromium:
     """``async with Chromium(camera=y4m) as browser: tab = await browser.new_tab()``."""
 
-    def __init__(self, executable: str, camera: Path | None = None, window: tuple[int, int] = (900, 900)) -> None:
+    def __init__(self, executable: str, camera: Path | None = None, window: tuple[int, int] = (900, 680)) -> None:
         self.executable, self.camera, self.window = executable, camera, window
         self.events: list[dict] = []
         self._ids = itertools.count(1)
