@@ -18,6 +18,7 @@ from serve_helpers import Loader, eventually, running_server, solid
 
 from realtime.serve.client import Client, FrameSource
 from realtime.serve.session import suggested_fps
+from realtime.serve.settings import Settings
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -95,6 +96,27 @@ def test_bad_settings_are_reported_and_change_nothing():
                 assert "model invert has one style" in messages[3]
                 assert "colour is not a setting" in messages[4]
                 assert "'/etc/passwd' is not a style of this model" in messages[5]
+            finally:
+                await client.close()
+
+    run(scenario())
+
+
+def test_a_burst_of_settings_ends_at_the_last_values():
+    async def scenario():
+        async with running_server() as (url, server, loader):
+            client = await Client.connect(url, FrameSource([solid(ORANGE)]))
+            try:
+                await client.wait_open()
+                for i in range(30):  # a slider being dragged, and a model click in the middle
+                    client.channel.send(json.dumps({"type": "settings", "strength": i / 100}))
+                    if i == 10:
+                        client.channel.send(json.dumps({"type": "settings", "model": "m1", "style": "blue"}))
+                session = next(iter(server.sessions.values()))
+                await eventually(lambda: session.settings.strength == 0.29)
+                assert session.settings == Settings("m1", "blue", 0.29)
+                blend = 0.29 * np.array((0, 0, 255)) + 0.71 * np.array(ORANGE)  # strength 0.29: mostly camera
+                assert close_to(await latest_after(client, 4), blend)
             finally:
                 await client.close()
 

@@ -203,6 +203,9 @@ class Session:
         self.track = StyledTrack(self._sent)
         self.channel: Any = None
         self.last_input: float | None = None
+        self._camera: MediaStreamTrack | None = None
+        self._queued: dict[str, Any] = {}  # settings changes waiting for the one applying task
+        self._applier: asyncio.Task | None = None
         self._model: _Model | None = None
         self._fade: CrossFade | None = None
         self._loop = asyncio.get_running_loop()
@@ -231,8 +234,9 @@ class Session:
         await self._apply(settings)
 
     def _on_track(self, track: MediaStreamTrack) -> None:
-        if track.kind != "video" or self.closed:
-            return
+        if track.kind != "video" or self.closed or self._camera is not None:
+            return  # the first video track is the camera; audio and further tracks are not used
+        self._camera = track
         self.pc.addTrack(self.track)
         self._spawn(self._read(track))
 
@@ -353,12 +357,36 @@ class Session:
         if kind == "ping":
             self.send({"type": "pong", "t": message.get("t"), "now": round(time.monotonic() * 1000, 3)})
         elif kind == "settings":
-            changes = {k: v for k, v in message.items() if k != "type"}
-            self._spawn(self.apply(changes))
+            self.queue_settings({k: v for k, v in message.items() if k != "type"})
         elif kind == "bye":
             self.close_soon("the page said goodbye")
         else:
             self._report("message", "unknown message type; expected settings, ping or bye")
+
+    def queue_settings(self, changes: dict[str, Any]) -> None:
+        """Check a settings message now; apply it (merged with any that arrive meanwhile) in order.
+
+        A slider sends many messages a second and a model takes a while to load: messages that
+        arrive while one is being applied are merged, so only the latest values are applied.
+        """
+        try:
+            updated(self.settings, changes, self.context.catalogue.ids)
+        except InvalidValue as exc:
+            self._report(exc.name, one_line(exc))
+            self.send(self.state())
+            return
+        if "model" in changes and "style" not in changes:
+            self._queued.pop("style", None)  # a new model starts at its own default style
+        self._queued.update(changes)
+        if self._applier is None or self._applier.done():
+            self._applier = self._spawn(self._apply_queued())
+
+    async def _apply_queued(self) -> None:
+        while True:  # at least once: an empty message asks for the state
+            changes, self._queued = self._queued, {}
+            await self.apply(changes)
+            if not self._queued:
+                return
 
     async def apply(self, changes: dict[str, Any]) -> None:
         """Apply a settings message; a bad one is reported on the data channel and changes nothing."""
