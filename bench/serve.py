@@ -119,6 +119,7 @@ async def _clients(
                     "latency": exact,
                     "estimated": estimated,
                     "batch": [r.batch for r in window if r.batch],
+                    "model_ms": [r.model_ms for r in window if r.model_ms is not None],
                     "closed": client.closed_reason,
                     "cpu": cpu / len(clients),
                     "frames": len(window),
@@ -199,16 +200,18 @@ async def browser_round(
         shown = await tab.evaluate("nst.framesShown")
         start = time.monotonic()
         await asyncio.sleep(seconds)
-        end_shown, latencies = await tab.evaluate("[nst.framesShown, nst.latencies.slice()]")
+        end_shown, latencies, model_ms = await tab.evaluate("[nst.framesShown, nst.latencies, nst.modelMs]")
         elapsed = time.monotonic() - start
         after, server_cpu_end = await server_status(base, token), process_cpu(pid)
     frames = end_shown - shown
-    recent = latencies[-max(1, min(len(latencies), round(frames * 0.9))) :]  # about the measured window
+    keep = max(1, min(len(latencies), round(frames * 0.9)))  # about the measured window
+    recent, model_ms = latencies[-keep:], model_ms[-keep:]
     b, a = before["engine"], after["engine"]
     return {
         "fps": frames / elapsed,
         "latency": [],
         "estimated": [v / 1000 for v in recent],
+        "model_ms": model_ms,
         "engine": {
             "fps": (a["frames"] - b["frames"]) / elapsed,
             "busy": (a["busy_seconds"] - b["busy_seconds"]) / elapsed,
@@ -230,15 +233,16 @@ def report(args: argparse.Namespace, rounds: list[dict], baselines: list[float],
     print(f"\nnst-serve, {args.model} {size} on {args.device}: {who}, {args.seconds:g} s measured per round")
     per_client = [[r["clients"][i] for r in rounds] for i in range(len(rounds[0]["clients"]))]
     estimate = "page shows p50/p90" if args.browser else "page estimate p50"
-    print(f"{'client':<8}{'fps':>7}{'latency ms p50/p90':>21}{estimate:>19}{'batch':>7}")
+    print(f"{'client':<8}{'fps':>7}{'latency ms p50/p90':>21}{estimate:>19}{'model ms p50':>14}{'batch':>7}")
     for i, runs in enumerate(per_client, 1):
         fps = statistics.median(r["fps"] for r in runs)
         latency = [v for r in runs for v in r["latency"]]
         estimated = [v for r in runs for v in r["estimated"]]
         batch = [b for r in runs for b in r.get("batch", [])]
+        model = [m / 1000 for r in runs for m in r.get("model_ms", [])]
         print(
             f"{i:<8}{fps:>7.1f}{_ms(latency, 0.5) + '/' + _ms(latency, 0.9):>21}"
-            f"{_ms(estimated, 0.5) + ('/' + _ms(estimated, 0.9) if args.browser else ''):>19}"
+            f"{_ms(estimated, 0.5) + ('/' + _ms(estimated, 0.9) if args.browser else ''):>19}{_ms(model, 0.5):>14}"
             f"{(f'{np.mean(batch):.1f}' if batch else '-'):>7}"
         )
     totals = [sum(c["fps"] for c in r["clients"]) for r in rounds]

@@ -143,6 +143,7 @@ class Received:
     latency: float | None = None  # capture (send) to receipt, seconds: exact
     estimated_latency: float | None = None  # from the server's capture estimate (what the page shows)
     model_ms: float | None = None
+    server_ms: float | None = None  # the server's time from arrival to sending
     batch: int | None = None
 
 
@@ -221,6 +222,7 @@ class Client:
             message = self._out.match(frame.pts)
             if message is not None:
                 received.model_ms, received.batch = message["model_ms"], message["batch"]
+                received.server_ms = message["server_ms"]
                 received.estimated_latency = now - message["cap"] / 1000.0
                 ours = self._in.match(message["in_pts"])
                 if ours is not None:

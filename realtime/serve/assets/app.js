@@ -17,6 +17,7 @@ const nst = (window.nst = {
   fps: 0,
   latencyMs: null, // mean of the last 30 matched frames, capture to display
   latencies: [], // recent samples (ms)
+  modelMs: [], // the model's time for the same frames (ms)
   framesMatched: 0,
   messages: 0,
   errors: [],
@@ -149,7 +150,8 @@ function onDisplayed(now, md) {
   const shown = md.expectedDisplayTime || md.presentationTime || now;
   const latency = shown - (m.cap - clockOffset);
   nst.latencies.push(latency);
-  if (nst.latencies.length > 300) nst.latencies.shift();
+  nst.modelMs.push(m.model_ms);
+  if (nst.latencies.length > 300) [nst.latencies, nst.modelMs] = [nst.latencies.slice(-300), nst.modelMs.slice(-300)];
   const recent = nst.latencies.slice(-30);
   nst.latencyMs = recent.reduce((a, b) => a + b, 0) / recent.length;
   nst.last = m;
