@@ -112,7 +112,7 @@ async def _clients(
         for client, mark in zip(clients, marks):
             window = [r for r in client.stats.received[mark:] if r.time <= end]
             exact = [r.latency for r in window if r.latency is not None]
-            estimated = [r.estimated_latency for r in window if r.estimated_latency is not None]
+            estimated = [r.estimated_latency for r in window if r.latency is not None]  # the same frames
             results.append(
                 {
                     "fps": len(window) / (end - start),
