@@ -44,6 +44,16 @@ def test_bad_flags_give_one_line(argv, words, capsys):
     assert words in err and err.count("\n") == 1
 
 
+def test_a_model_that_cannot_load_stops_the_start_with_one_line(capsys, tmp_path):
+    broken = tmp_path / "broken.onnx"
+    broken.write_bytes(b"not a model")
+    assert main(["--model", "no_such_model_anywhere", "--port", "0"]) == 2
+    assert "--model 'no_such_model_anywhere' is not a model file or a known name" in capsys.readouterr().err
+    assert main(["--model", str(broken), "--port", "0", "--no-local-models"]) == 2
+    err = capsys.readouterr().err
+    assert "is not a loadable ONNX model" in err and err.count("\n") == 1
+
+
 def test_loopback_addresses():
     assert all(is_loopback(h) for h in ("127.0.0.1", "127.1.2.3", "::1", "[::1]", "localhost", "LOCALHOST"))
     assert not any(is_loopback(h) for h in ("0.0.0.0", "::", "192.168.1.10", "example.org", ""))

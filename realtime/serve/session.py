@@ -187,7 +187,8 @@ class SessionStats:
 
 
 class Session:
-    """One peer connection. Create, :meth:`attach` to an offer's connection, then the tasks run until :meth:`close`."""
+    """One peer connection: build it with the offer's connection (before its remote description is set),
+    :meth:`start` it, and its tasks run until :meth:`close`."""
 
     def __init__(self, session_id: str, pc: RTCPeerConnection, context: SessionContext, settings: Settings) -> None:
         self.id = session_id
@@ -242,10 +243,8 @@ class Session:
 
     @property
     def has_video(self) -> bool:
-        return any(t.kind == "video" for t in self._tracks_in())
-
-    def _tracks_in(self) -> list[MediaStreamTrack]:
-        return [t.receiver.track for t in self.pc.getTransceivers() if t.receiver.track is not None]
+        """Whether the offer brought a camera (a video track)."""
+        return self._camera is not None
 
     # -- camera frames in -------------------------------------------------------------------------
     async def _read(self, track: MediaStreamTrack) -> None:
