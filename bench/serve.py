@@ -27,6 +27,8 @@ import json
 import multiprocessing
 import os
 import statistics
+import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -34,16 +36,18 @@ from pathlib import Path
 import aiohttp
 import numpy as np
 
+from bench.chromium import Chromium, find_chromium, write_y4m
 from bench.serve_process import ServeProcess
 from bench.video import SAMPLE_CLIP, end_to_end
+from realtime.backends.loader import load_for_pipeline
 from realtime.cli.common import cli_entry, parse_size
 from realtime.core.errors import UserError
+from realtime.io.video_files import probe, read_frames
+from realtime.serve.client import Client, FrameSource
 
 
 def clip_frames(size: tuple[int, int], count: int = 60) -> list[np.ndarray]:
     """The first ``count`` frames of the sample clip at ``size`` (width, height), RGB."""
-    from realtime.io.video_files import probe, read_frames
-
     frames = []
     for frame in read_frames(probe(SAMPLE_CLIP), size=size):
         frames.append(frame.image)
@@ -54,8 +58,6 @@ def clip_frames(size: tuple[int, int], count: int = 60) -> list[np.ndarray]:
 
 def baseline_fps(model: str, device: str, size: tuple[int, int], frames: int) -> tuple[float, float]:
     """nst-video's end-to-end frames/s (decode, model, encode) for ``model`` at ``size``, and CPU seconds a frame."""
-    from realtime.backends.loader import load_for_pipeline
-
     stylizer = load_for_pipeline(model, device=device)
     end_to_end(stylizer, SAMPLE_CLIP, size, 5)  # warm-up
     cpu = time.process_time()
@@ -89,8 +91,6 @@ async def _clients(
     ``watch``: also read the server's engine counters and CPU time over the window (into the first
     result). Each result has ``cpu``: this process's CPU seconds over the window, shared out.
     """
-    from realtime.serve.client import Client, FrameSource
-
     frames = clip_frames(size)
     clients = []
     try:
@@ -185,8 +185,6 @@ async def browser_round(
     url: str, base: str, token: str, size: tuple[int, int], warmup: float, seconds: float, tmp: Path, pid: int | None
 ) -> dict:
     """One Chromium page for ``warmup`` + ``seconds``: its fps and capture-to-display latency as the page shows them."""
-    from bench.chromium import Chromium, find_chromium, write_y4m
-
     executable = find_chromium()
     if executable is None:
         raise UserError("--browser needs Chromium (apt-get install chromium)")
@@ -302,8 +300,6 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 @cli_entry
 def main(argv: Sequence[str] | None = None) -> int:
-    import tempfile
-
     args = parse_args(argv)
     token = "bench-token-0000"
     server_args = ["--model", args.model, "--size", f"{args.size[0]}x{args.size[1]}", "--no-local-models"]
@@ -350,6 +346,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    import sys
-
     sys.exit(main())

@@ -9,6 +9,7 @@ import time
 from collections.abc import Sequence
 
 import numpy as np
+from aiohttp import web
 from fakes import IdentityStylizer
 
 from realtime.core.styles import StyleTerm
@@ -117,8 +118,6 @@ async def running_server(
     loader: Loader | None = None,
 ):
     """An nst-serve application on a free loopback port: yields ``(url, server, loader)``."""
-    from aiohttp import web
-
     loader = loader or Loader()
     engine = Engine(BatchPolicy(batch, 8))
     catalogue = Catalogue(entries(*names), loader, engine)

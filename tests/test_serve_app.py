@@ -14,6 +14,7 @@ import threading
 import aiohttp
 import numpy as np
 import pytest
+from aiortc import RTCPeerConnection
 from serve_helpers import Loader, eventually, running_server, solid
 
 from realtime.serve.client import Client, FrameSource
@@ -228,8 +229,6 @@ def test_bad_requests_get_one_clear_error():
 
 
 async def _offer_without_video() -> dict:
-    from aiortc import RTCPeerConnection
-
     pc = RTCPeerConnection()
     pc.createDataChannel("control")
     await pc.setLocalDescription(await pc.createOffer())
