@@ -18,6 +18,7 @@ BENCHMARKS = {
     "stabilize": ("bench.stabilize", "flicker score and fps: input floor, per-frame, stabilised"),
     "serve": ("bench.serve", "nst-serve under load: per-client fps and latency, throughput vs nst-video"),
     "quality": ("bench.quality", "style and content distances of the shipped models; README gallery"),
+    "gpu": ("bench.gpu", "GPU runtime: model per setting, nst-video, --stabilize, .onnx, live latency, startup"),
 }
 
 
