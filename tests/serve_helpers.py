@@ -92,12 +92,14 @@ class Loader:
     def __init__(self) -> None:
         self.loads: list[str] = []
         self.built: dict[str, list] = {}
+        self.extra: dict[str, object] = {}  # more names: a factory each
 
     def __call__(self, source: str):
         self.loads.append(source)
         if source == "broken":
             raise RuntimeError("this model file is damaged")
-        stylizer = {"invert": Invert, "palette": Palette, "slow": SlowInvert, "identity": IdentityStylizer}[source]()
+        factories = {"invert": Invert, "palette": Palette, "slow": SlowInvert, "identity": IdentityStylizer}
+        stylizer = {**factories, **self.extra}[source]()
         self.built.setdefault(source, []).append(stylizer)
         return stylizer
 

