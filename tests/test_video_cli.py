@@ -292,8 +292,11 @@ def test_ctrl_c_in_process_keeps_a_playable_partial_file(tmp_path, monkeypatch, 
 
 
 SLOW_MAIN = """
-import sys, time
+import signal, sys, time
 from pathlib import Path
+# Ctrl-C raises KeyboardInterrupt, as in a terminal: a parent started in the background (a CI
+# script, `make test &`) hands its children SIGINT ignored, and Python then keeps it ignored.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 sys.path.insert(0, {tests!r})
 from video_clips import SlowIdentity, fake_models_module
 marker = Path({marker!r})

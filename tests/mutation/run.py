@@ -79,6 +79,19 @@ def environment(copy: Path) -> dict[str, str]:
     return env
 
 
+def check_imports(copy: Path) -> None:
+    """The copy's packages must be the ones imported there (not an installed or editable checkout)."""
+    code = "import export, realtime, train; print(realtime.__file__, export.__file__, train.__file__)"
+    out = subprocess.run([sys.executable, "-c", code], cwd=copy, env=environment(copy), capture_output=True, text=True)
+    paths = out.stdout.split()
+    if (
+        out.returncode != 0
+        or len(paths) != 3
+        or not all(Path(p).resolve().is_relative_to(copy.resolve()) for p in paths)
+    ):
+        raise SystemExit(f"the copy's packages are not the ones imported in it: {out.stdout or out.stderr}")
+
+
 def run_tests(copy: Path, tests: tuple[str, ...], timeout: float) -> tuple[int | None, str]:
     """pytest's exit status (None on timeout) and the tail of its output."""
     proc = subprocess.Popen(
@@ -189,6 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="nst-mutation-") as tmp:
         copies = [make_copy(REPO, Path(tmp) / f"repo{i}") for i in range(jobs)]
+        check_imports(copies[0])
         if not args.no_baseline:
             baseline(copies[0], chosen, args.timeout)
         print(f"{len(chosen)} mutants, {jobs} at a time", flush=True)
