@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from collections.abc import Sequence
 
 from export import FORMATS, export_model
-from realtime.cli.common import cli_entry
+from realtime.cli.common import cli_entry, configure_logging
 from realtime.core.errors import UserError
 from realtime.core.model_zoo import resolve_model
 from realtime.core.onnx_file import DEFAULT_OPSET
@@ -68,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
 @cli_entry
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
+    configure_logging(args.verbose)
     if not any(args.output.lower().endswith(s) for s in FORMATS):
         raise UserError(f"--output {args.output} must end in .onnx (ONNX) or .pt (TorchScript)")
     source = resolve_model(args.checkpoint)  # a file, a name in weights/, or a published model

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 import torch
 from torch import nn
 
@@ -50,6 +49,12 @@ class Check:
 def _runner(path: Path) -> Callable[[np.ndarray], np.ndarray]:
     """A function running the exported file on float32 ``(B, 3, H, W)`` on the CPU."""
     if path.suffix.lower() == ".onnx":
+        try:  # the [cpu] or [gpu] extra installs it (one of onnxruntime / onnxruntime-gpu, never both)
+            import onnxruntime as ort  # noqa: PLC0415 - optional package; only .onnx exports need it
+        except ImportError:
+            raise UserError(
+                f"checking {path.name} needs ONNX Runtime: pip install onnxruntime (or onnxruntime-gpu on NVIDIA)"
+            ) from None
         try:
             session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own exception types

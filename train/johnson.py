@@ -455,7 +455,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 @cli_entry
 def main(argv: Sequence[str] | None = None) -> int:
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
     args = build_parser().parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -36,12 +36,14 @@ from realtime.cli.common import (
 from realtime.core.errors import UserError
 from realtime.core.files import atomic_path, ensure_not_an_input
 from realtime.core.images import write_image
+from realtime.core.styles import StyleTerm, apply_style_spec, has_style_control, style_listing
 from realtime.pipeline import StopRun, run
 from realtime.stages import DEFAULT_STRENGTH, build_stages
+from realtime.stages.style_fade import StyleSchedule
 
 KEYS_HELP = (
-    "keys: n/p next/previous model, +/- strength, c colour preservation, t stabiliser, "
-    "s snapshot, space side by side, q/Esc quit"
+    "keys: n/p next/previous model, ]/[ next/previous style (multi-style models), +/- strength, "
+    "c colour preservation, t stabiliser, s snapshot, space side by side, q/Esc quit"
 )
 STRENGTH_STEP = 0.1
 ESC = 27
@@ -53,9 +55,13 @@ examples:
   nst-cam --model candy --model mosaic                  # camera 0, switch models with n/p
   nst-cam --model weights/udnie.onnx --size 640x360     # smaller frames: faster on a CPU
   nst-cam --model candy --source clip.mp4 --no-display --output out.mp4 --max-frames 300
-Files are read frame by frame (none dropped; the window plays them at their frame rate);
-cameras and stream URLs always deliver the newest frame. --output records the stylised frames
-(no overlay) at the camera's real timing; Ctrl-C or q keeps what was recorded.
+  nst-cam --model mosaic --source clip.mp4 --live        # a file played as a live camera: honest latency
+Files are read frame by frame (none dropped; the window plays them at their frame rate), or with
+--live as a camera would deliver them; cameras and stream URLs always deliver the newest frame.
+On a CUDA GPU the model is compiled for the camera's size before the first frame (seconds; cached
+on disk) and for a new size or a newly selected model when it first runs (the window stays open).
+--output records the stylised frames (no overlay) at the camera's real timing; Ctrl-C or q keeps
+what was recorded.
 """
 
 
@@ -65,6 +71,8 @@ class CamState:
 
     model: int = 0
     models: int = 1
+    style: int = 0
+    styles: int = 0  # of the current model; 0 for a model with one fixed style
     strength: float = 1.0
     preserve_color: bool = False
     stabilize: bool = False
@@ -89,6 +97,8 @@ def handle_key(state: CamState, key: int) -> CamState:
         return replace(state, strength=round(min(1.0, state.strength + STRENGTH_STEP), 2))
     if ch in "-_":
         return replace(state, strength=round(max(0.0, state.strength - STRENGTH_STEP), 2))
+    if ch in "][" and state.styles:
+        return replace(state, style=(state.style + (1 if ch == "]" else -1)) % state.styles)
     if ch == "c":
         return replace(state, preserve_color=not state.preserve_color)
     if ch == "t":
@@ -132,11 +142,19 @@ class Controls:
     """Applies :class:`CamState` changes to the model cycle, the stages and the snapshot folder."""
 
     def __init__(
-        self, state: CamState, models: ModelCycle, blend: Any, color: Any, stabilizer: Any, snapshot_dir: Path
+        self,
+        state: CamState,
+        models: ModelCycle,
+        blend: Any,
+        color: Any,
+        stabilizer: Any,
+        snapshot_dir: Path,
+        schedule: StyleSchedule | None = None,
     ) -> None:
         self.state = state
         self.models, self.blend, self.color, self.stabilizer = models, blend, color, stabilizer
         self.snapshot_dir = snapshot_dir
+        self.schedule = schedule or StyleSchedule()
         self.window: Any = None  # the WindowSink, for snapshots of the last frame
         self.apply(state)
 
@@ -151,8 +169,13 @@ class Controls:
     def apply(self, state: CamState) -> None:
         if state.model != self.models.index:
             self.models.index = state.model
+            state = dataclasses.replace(state, style=0, styles=len(self.style_names()))
             if self.stabilizer is not None:
                 self.stabilizer.reset()  # a new style is a scene cut for the stabiliser
+        elif state.style != self.state.style and state.styles:
+            control = self.models.current
+            name = self.style_names()[state.style]
+            self.schedule.go_to(control, control.style_vector([StyleTerm(name)]))
         self.blend.strength = state.strength
         self.color.enabled = state.preserve_color
         if self.stabilizer is not None:
@@ -166,7 +189,15 @@ class Controls:
             flags.append("colour kept")
         if s.stabilize:
             flags.append("stabilised")
-        return [f"[{s.model + 1}/{s.models}] {self.models.name}", "  ".join(flags)]
+        lines = [f"[{s.model + 1}/{s.models}] {self.models.name}"]
+        if s.styles:
+            lines.append(f"style [{s.style + 1}/{s.styles}] {self.style_names()[s.style]}")
+        return lines + ["  ".join(flags)]
+
+    def style_names(self) -> list[str]:
+        """The current model's styles (empty for a model with one fixed style)."""
+        current = self.models.current
+        return current.style_names() if has_style_control(current) else []
 
     def snapshot(self) -> Path | None:
         frame = getattr(self.window, "last_frame", None)
@@ -187,6 +218,13 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--list-models", action=ListModelsAction)
+    p.add_argument("--list-styles", action="store_true", help="print the styles of each --model and exit")
+    p.add_argument(
+        "--style",
+        metavar="SPEC",
+        help="the starting style of multi-style / arbitrary-style models: a name, an index, an image or a "
+        "blend such as mosaic:0.5,candy:0.5 (keys ]/[ step through the styles)",
+    )
     p.add_argument(
         "--model",
         "-m",
@@ -214,9 +252,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-frames", type=int, metavar="N", help="stop after N frames")
     p.add_argument("--snapshot-dir", default=".", metavar="DIR", help="where s saves PNG snapshots (default .)")
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda or cuda:N")
-    p.add_argument("--backend", choices=("onnx", "torch"), help="default: ONNX Runtime for checkpoints on the CPU")
+    p.add_argument(
+        "--backend",
+        choices=("auto", "onnx", "torch"),
+        default="auto",
+        help="auto (default): PyTorch, compiled, on a CUDA GPU (this project's .onnx files too); ONNX Runtime "
+        "for .onnx files and checkpoints on the CPU",
+    )
+    p.add_argument(
+        "--no-compile", action="store_true", help="GPU: run the model eagerly (no torch.compile warm-up; slower)"
+    )
+    p.add_argument(
+        "--live",
+        action="store_true",
+        help="play a video --source as a live camera: at its frame rate, newest frame wins, late frames dropped "
+        "(measures capture-to-display latency without a camera)",
+    )
     p.add_argument("--provider", metavar="NAME", help="ONNX Runtime execution provider")
-    p.add_argument("--input-range", choices=("0-255", "-1-1"), help="pixel range a foreign ONNX model expects")
+    p.add_argument("--input-range", choices=("0-255", "0-1", "-1-1"), help="pixel range a foreign ONNX model expects")
     return p
 
 
@@ -240,9 +293,23 @@ def check_display(environ: dict | None = None) -> None:
         raise UserError("no display found; run with --no-display (and --output FILE to record)")
 
 
+def list_styles(args: argparse.Namespace) -> int:
+    """``--list-styles``: each model's style names, one per line, under the model's name."""
+    # Lazy: the backends import torch (about 2 s), which every other early exit skips.
+    from realtime.backends.loader import load_stylizer  # noqa: PLC0415
+    from realtime.core.devices import resolve_device  # noqa: PLC0415
+
+    device = str(resolve_device(args.device))
+    for model in args.model:
+        print(f"{model}:\n{style_listing(load_stylizer(model, device=device), model)}")
+    return 0
+
+
 @cli_entry(flags={"stabilize": "--stabilize"})
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(attach_dash_values(sys.argv[1:] if argv is None else list(argv)))
+    if args.list_styles:
+        return list_styles(args)
     if args.max_frames is not None and args.max_frames < 1:
         raise UserError("--max-frames must be at least 1")
     if args.no_display and not args.output and args.max_frames is None:
@@ -268,26 +335,52 @@ def main(argv: Sequence[str] | None = None) -> int:
     models = ModelCycle(
         [
             load_for_pipeline(
-                m, device=device, provider=args.provider, input_range=args.input_range, backend=args.backend
+                m,
+                device=device,
+                provider=args.provider,
+                input_range=args.input_range,
+                backend=args.backend,
+                compile=False if args.no_compile else None,
             )
             for m in args.model
         ]
     )
+    if args.style is not None:
+        conditioned = [s for s in models.stylizers if has_style_control(s)]
+        if not conditioned:
+            apply_style_spec(models.stylizers[0], args.style, args.model[0])  # raises: one fixed style
+        for stylizer in conditioned:
+            apply_style_spec(stylizer, args.style, stylizer.name)
+    schedule = StyleSchedule()
     state = CamState(
         models=len(models.stylizers),
+        styles=len(models.current.style_names()) if has_style_control(models.current) else 0,
         strength=stages.strength.strength,
         preserve_color=stages.color.enabled,
         stabilize=stages.stabilizer.enabled,
     )
-    controls = Controls(state, models, stages.strength, stages.color, stages.stabilizer, Path(args.snapshot_dir))
-    with CaptureSource(args.source, size=size, capture_size=capture_size, pace=not args.no_display) as source:
+    if device.startswith("cuda"):
+        from realtime.stages.stabilize_torch import use_torch_stabilizer  # noqa: PLC0415 - GPU only
+
+        use_torch_stabilizer(stages.stabilizer, device)
+    controls = Controls(
+        state, models, stages.strength, stages.color, stages.stabilizer, Path(args.snapshot_dir), schedule
+    )
+    live = True if args.live else None
+    pace = args.live or not args.no_display
+    with CaptureSource(args.source, size=size, capture_size=capture_size, live=live, pace=pace) as source:
+        warm_up = getattr(models.current, "warm_up", None)
+        if warm_up is not None:  # compile for the camera's size before the first frame is captured
+            width, height = source.frame_size
+            if width and height:
+                warm_up(height, width)
         frames = itertools.islice(source, args.max_frames) if args.max_frames else source
         if output is None:
-            return _run(frames, models, None, stages.ordered, controls, args, source)
+            return _run(frames, models, None, [schedule, *stages.ordered], controls, args, source)
         stopped: BaseException | None = None
         with atomic_path(output) as tmp:
             try:
-                return _run(frames, models, tmp, stages.ordered, controls, args, source)
+                return _run(frames, models, tmp, [schedule, *stages.ordered], controls, args, source)
             except (CameraLost, KeyboardInterrupt) as exc:  # keep the recording, then report
                 stopped = exc
     if isinstance(stopped, CameraLost):
@@ -325,7 +418,8 @@ def _run(
     sink = TeeSink(window, recorder)
     stats = run(frames, models, sink, stages, queue_size=1 if source.live else 4, live=source.live)
     dropped = f", {source.dropped} stale camera frames skipped" if source.live else ""
-    print(f"{stats.summary()}; latency {stats.mean_latency * 1000:.0f} ms{dropped}")
+    interval = f" (frame interval {1000 / source.fps:.0f} ms)" if source.live else ""
+    print(f"{stats.summary()}; capture-to-display latency {stats.mean_latency * 1000:.0f} ms{interval}{dropped}")
     return 0
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import logging
 import sys
 from collections.abc import Callable, Mapping, Sequence
 
@@ -40,6 +41,18 @@ def error_line(exc: BaseException, flags: Mapping[str, str] | None = None) -> st
     return f"error: {one_line(exc)}"
 
 
+def configure_logging(verbose: bool = False) -> None:
+    """Library log records to stderr, warnings and errors only (``verbose``: progress too).
+
+    Sets the root level every time, so several commands run in one process (tests, notebooks)
+    do not inherit each other's verbosity.
+    """
+    root = logging.getLogger()
+    if not root.handlers:
+        logging.basicConfig(format="%(levelname)s: %(message)s")
+    root.setLevel(logging.INFO if verbose else logging.WARNING)
+
+
 def cli_entry(main: Main | None = None, *, flags: Mapping[str, str] | None = None) -> Callable:
     """Decorate ``main(argv)``: user errors print one line and exit 2; Ctrl-C exits 130.
 
@@ -51,6 +64,7 @@ def cli_entry(main: Main | None = None, *, flags: Mapping[str, str] | None = Non
     def decorate(function: Main) -> Callable[[Sequence[str] | None], int]:
         @functools.wraps(function)
         def wrapper(argv: Sequence[str] | None = None) -> int:
+            configure_logging()
             try:
                 return int(function(argv) or 0)
             except UserError as exc:

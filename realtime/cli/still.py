@@ -26,11 +26,11 @@ from realtime.cli.common import ListModelsAction, OneLineParser, attach_dash_val
 from realtime.core.errors import UserError
 from realtime.core.files import ensure_not_an_input
 from realtime.core.images import IMAGE_SUFFIXES, read_image, write_image
+from realtime.core.styles import style_listing
 
 DEFAULT_GATYS_SIZE = 512
 # Flags that belong to one kind of method; argparse leaves them None unless given.
 GATYS_FLAGS = (
-    "style",
     "steps",
     "optimizer",
     "content_weight",
@@ -87,13 +87,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="gatys (default with --style), or the model family "
         "the --model must be (johnson, cyclegan, ...; default: taken from the model file)",
     )
-    p.add_argument("--content", "-c", required=True, metavar="IMAGE", help="the photo to stylise")
+    p.add_argument("--content", "-c", metavar="IMAGE", help="the photo to stylise (required)")
     p.add_argument(
         "--output",
         "-o",
-        required=True,
         metavar="IMAGE",
-        help="output .png/.jpg/.webp/.bmp (folder created; written atomically; never over an input)",
+        help="output .png/.jpg/.webp/.bmp, required (folder created; written atomically; never over an input)",
     )
     p.add_argument(
         "--size",
@@ -106,7 +105,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda or cuda:N (default auto)")
 
     g = p.add_argument_group("gatys")
-    g.add_argument("--style", "-s", nargs="+", metavar="IMAGE", help="one or more style images")
+    p.add_argument(
+        "--style",
+        "-s",
+        nargs="+",
+        metavar="STYLE",
+        help="gatys: one or more style images. With --model, the model's style: a name, an index or a blend "
+        "(mosaic:0.5,candy:0.5) for a multi-style model, any picture (or a.jpg:0.7,b.jpg:0.3) for an "
+        "arbitrary-style one",
+    )
     g.add_argument("--steps", type=int, metavar="N", help="optimiser steps in all, over all scales (default 300)")
     g.add_argument("--optimizer", choices=("lbfgs", "adam"), help="default lbfgs (one loss evaluation per step)")
     g.add_argument("--lr", type=float, metavar="PX", help="Adam's step in pixel units (default 4)")
@@ -144,11 +151,12 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--seed", type=int, metavar="N", help="random seed for --init noise (default 0)")
 
     m = p.add_argument_group("johnson / cyclegan")
+    m.add_argument("--list-styles", action="store_true", help="print the styles of --model (multi-style) and exit")
     m.add_argument("--list-models", action=ListModelsAction)
     m.add_argument("--model", metavar="PATH|NAME", help="checkpoint, TorchScript or ONNX file, or a model name")
     m.add_argument("--strength", type=float, metavar="S", help="0..1 blend with the original (default 1)")
     m.add_argument("--provider", metavar="NAME", help="onnxruntime execution provider, e.g. CUDAExecutionProvider")
-    m.add_argument("--input-range", choices=("0-255", "-1-1"), help="pixel range a foreign ONNX model expects")
+    m.add_argument("--input-range", choices=("0-255", "0-1", "-1-1"), help="pixel range a foreign ONNX model expects")
     return p
 
 
@@ -156,11 +164,9 @@ def resolve_method(args: argparse.Namespace) -> str:
     """``gatys``, ``johnson``, ``cyclegan``, or ``model`` (a model whose family its file states)."""
     method = args.method
     if method is None:
-        if args.style and args.model:
-            raise UserError("give --style (gatys) or --model (a trained model), not both")
         if not args.style and not args.model:
             raise UserError("give --style IMAGE for gatys, or --model for a trained model (see --help)")
-        method = "gatys" if args.style else "model"
+        method = "model" if args.model else "gatys"
     gatys = method == "gatys"
     stray = [name for name in (MODEL_FLAGS if gatys else GATYS_FLAGS) if getattr(args, name) is not None]
     if stray:
@@ -279,14 +285,33 @@ def run_model(args: argparse.Namespace, method: str) -> np.ndarray:
         provider=args.provider,
         input_range=args.input_range,
         family=None if method == "model" else method,
+        style=",".join(args.style) if args.style else None,
     )
+
+
+def list_styles(args: argparse.Namespace) -> int:
+    """``--list-styles``: load ``--model`` and print its style names, one per line."""
+    if not args.model:
+        raise UserError("--list-styles needs --model")
+    # Lazy: the backends import torch (about 2 s), which every other early exit skips.
+    from realtime.backends.loader import load_stylizer  # noqa: PLC0415
+    from realtime.core.devices import resolve_device  # noqa: PLC0415
+
+    stylizer = load_stylizer(args.model, device=str(resolve_device(args.device)))
+    print(style_listing(stylizer, args.model))
+    return 0
 
 
 @cli_entry
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(attach_dash_values(sys.argv[1:] if argv is None else list(argv)))
+    if args.list_styles:
+        return list_styles(args)
+    for flag, value in (("--content", args.content), ("--output", args.output)):
+        if not value:
+            raise UserError(f"{flag} is required (see --help)")
     method = resolve_method(args)
-    inputs = [args.content, *(args.style or [])]
+    inputs = [args.content, *(args.style or [])] if method == "gatys" else [args.content]
     if args.model and Path(args.model).exists():
         inputs.append(args.model)
     check_common(args, inputs)

@@ -26,6 +26,10 @@ class IOContract:
     ``value_range`` (``(0, 255)`` for Johnson nets, ``(-1, 1)`` for CycleGAN).
     Height and width must be multiples of ``size_multiple``; ``fixed_size`` is
     ``(H, W)`` for models that only accept one size (foreign ONNX files).
+
+    Conditioned models (multi-style, arbitrary-style) take a second input, a style vector of
+    ``condition_dim`` floats (:mod:`realtime.core.styles`); ``styles`` names the styles a
+    multi-style net was trained on, in the order of its weight vector.
     """
 
     family: str = JOHNSON
@@ -36,12 +40,15 @@ class IOContract:
     fixed_size: tuple[int, int] | None = None
     name: str = ""
     style: str = ""  # style image (Johnson) or "A->B" domains (CycleGAN)
+    styles: tuple[str, ...] = ()
+    condition_dim: int = 0
     provenance: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
         data["value_range"] = list(self.value_range)
         data["fixed_size"] = list(self.fixed_size) if self.fixed_size else None
+        data["styles"] = list(self.styles)
         return data
 
     @classmethod
@@ -53,6 +60,7 @@ class IOContract:
         if kwargs.get("fixed_size"):
             kwargs["fixed_size"] = tuple(int(v) for v in kwargs["fixed_size"])
         kwargs["provenance"] = dict(kwargs.get("provenance") or {})
+        kwargs["styles"] = tuple(str(s) for s in kwargs.get("styles") or ())
         return cls(**kwargs)
 
     def to_json(self) -> str:

@@ -18,6 +18,7 @@ parameters; Ghiasi et al. 2017 the style embeddings), not a cross-fade of pixels
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
@@ -99,6 +100,73 @@ class StyleControl(Protocol):
 def has_style_control(stylizer: object) -> bool:
     """True when ``stylizer`` takes a run-time style (implements :class:`StyleControl`)."""
     return isinstance(stylizer, StyleControl)
+
+
+def require_style_control(stylizer: object, model: str = "") -> StyleControl:
+    """``stylizer`` as a :class:`StyleControl`; :class:`InvalidValue` (``style``) for a one-style model."""
+    if not has_style_control(stylizer):
+        which = f"model {model!r}" if model else "this model"
+        raise InvalidValue(
+            "style",
+            f"does not apply to {which}: it has one fixed style (multi-style and arbitrary-style models take one)",
+        )
+    return stylizer  # type: ignore[return-value]
+
+
+def apply_style_spec(stylizer: object, spec: str, model: str = "") -> np.ndarray:
+    """Make the style ``spec`` (see :func:`parse_style_spec`) current on a conditioned stylizer; returns its vector."""
+    control = require_style_control(stylizer, model)
+    vector = control.style_vector(parse_style_spec(spec))
+    control.set_style(vector)
+    return vector
+
+
+def style_listing(stylizer: object, model: str = "") -> str:
+    """The style names of a conditioned model, one per line, numbered from 0 (``--list-styles``)."""
+    names = require_style_control(stylizer, model).style_names()
+    return "\n".join(f"{i}\t{name}" for i, name in enumerate(names))
+
+
+class NamedStyles:
+    """The style vector of a multi-style net: a weight per named style, normalised to sum 1.
+
+    Keys are names (letter case, ``-`` and ``_`` do not matter) or 0-based indices.
+    """
+
+    def __init__(self, names: Sequence[str]) -> None:
+        if not names:
+            raise ValueError("a multi-style net needs at least one style name")
+        self._names = [str(n) for n in names]
+        self._index = {_key(n): i for i, n in enumerate(self._names)}
+
+    def names(self) -> list[str]:
+        return list(self._names)
+
+    def index(self, key: str) -> int:
+        """The position of a style named or numbered ``key``; :class:`InvalidValue` (``style``) if none."""
+        text = key.strip()
+        if text.isdigit() and int(text) < len(self._names):
+            return int(text)
+        if _key(text) in self._index:
+            return self._index[_key(text)]
+        close = difflib.get_close_matches(text, self._names, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise InvalidValue(
+            "style", f"{key!r} is not one of this model's styles (0-{len(self._names) - 1} or a name){hint}"
+        )
+
+    def vector(self, terms: Sequence[StyleTerm]) -> np.ndarray:
+        weights = np.zeros(len(self._names), dtype=np.float32)
+        for term in terms:
+            weights[self.index(term.key)] += term.weight
+        return weights / weights.sum()
+
+    def default(self) -> np.ndarray:
+        return np.eye(len(self._names), dtype=np.float32)[0]
+
+
+def _key(name: str) -> str:
+    return name.strip().lower().replace("_", "-")
 
 
 class CrossFade:

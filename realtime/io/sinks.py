@@ -35,6 +35,12 @@ class TeeSink:
         for sink in self.sinks:
             sink.write(frame, info)
 
+    def idle(self) -> None:
+        for sink in self.sinks:
+            idle = getattr(sink, "idle", None)
+            if idle is not None:
+                idle()
+
     def _finish(self, method: str) -> None:
         first: BaseException | None = None
         for sink in self.sinks:
@@ -140,6 +146,14 @@ class WindowSink:
         elif cv2.getWindowProperty(self.title, cv2.WND_PROP_VISIBLE) < 1:
             raise StopRun()  # the user closed the window
         cv2.imshow(self.title, cv2.cvtColor(view, cv2.COLOR_RGB2BGR))
+        key = cv2.waitKey(1)
+        if key != -1 and self.on_key is not None:
+            self.on_key(key & 0xFF)
+
+    def idle(self) -> None:
+        """While no frame is ready (a model compiling for a new size): keep the window drawn and read keys."""
+        if not self._opened:
+            return
         key = cv2.waitKey(1)
         if key != -1 and self.on_key is not None:
             self.on_key(key & 0xFF)

@@ -24,6 +24,7 @@ from realtime.core.contract import IOContract, cyclegan_contract, johnson_contra
 from realtime.core.errors import InvalidValue
 from realtime.core.nets.cyclegan import PatchDiscriminator, ResnetGenerator
 from realtime.core.nets.transformer import TransformerNet
+from realtime.core.styles import NamedStyles
 
 StateDict = Mapping[str, torch.Tensor]
 
@@ -49,7 +50,9 @@ class Family:
     ``checkpoint_names``: every network class of the family by the name stored in checkpoints
     (training-only nets such as a discriminator included); ``contract``: builds the runtime
     net's :class:`IOContract`; ``runtime_inputs``: the runtime net's inputs in order (an
-    image, plus conditioning inputs for conditional families).
+    image, plus conditioning inputs for conditional families); ``style_resolver``: for
+    conditioned families, builds the object that names the styles and turns a style spec into
+    the net's style vector (default: one weight per name in ``contract.styles``).
     """
 
     name: str
@@ -60,6 +63,7 @@ class Family:
     foreign_layouts: tuple[ForeignLayout, ...] = ()
     exportable: bool = True
     runtime_inputs: tuple[str, ...] = ("image",)
+    style_resolver: Callable[[IOContract], Any] | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
 
 
@@ -133,6 +137,15 @@ def family_of(model: nn.Module) -> Family | None:
         if type(model) is f.runtime_net:
             return f
     return None
+
+
+def style_resolver(contract: IOContract) -> Any:
+    """The style resolver of a conditioned model (``contract.condition_dim > 0``): its family's, else
+    one weight per name in ``contract.styles`` (foreign multi-style files)."""
+    owner = FAMILIES.get(contract.family)
+    if owner is not None and owner.style_resolver is not None:
+        return owner.style_resolver(contract)
+    return NamedStyles(contract.styles or tuple(map(str, range(contract.condition_dim))))
 
 
 def detect_foreign(state: StateDict) -> tuple[Family, ForeignLayout] | None:
