@@ -9,10 +9,11 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
+import torch.nn.functional as F
 
 from export.onnx_writer import CONTRACT_KEY
-from realtime.core.nets.multistyle import (ARCHS, ConditionalInstanceNorm2d, FixedStyle, MultiStyleNet, add_styles,
-                                           freeze_rows, from_single_style, style_parameters, style_vector)
+from realtime.core.nets.multistyle import (ARCHS, ConditionalInstanceNorm2d, FixedStyle, MultiStyleNet, UpsampleLayer,
+                                           add_styles, freeze_rows, from_single_style, style_parameters, style_vector)
 from realtime.core.nets.multistyle_onnx import IMAGE_NAME, MULTISTYLE_KEY, STYLE_NAME, write_multistyle_onnx
 from train.nets import TransformerNet
 
@@ -139,6 +140,20 @@ def test_freeze_rows_zeroes_old_styles_gradients() -> None:
         assert p.grad[:2].abs().max() == 0 and p.grad[2].abs().max() > 0
     for h in handles:
         h.remove()
+
+
+def test_subpixel_upsampling_starts_as_nearest_resize_of_a_conv() -> None:
+    torch.manual_seed(3)
+    layer = UpsampleLayer(6, 4, mode="shuffle")
+    x = torch.randn(2, 6, 5, 7)
+    conv = layer.conv2d
+    with torch.no_grad():
+        y = layer(x)
+        expected = F.interpolate(F.conv2d(F.pad(x, (1, 1, 1, 1), mode="reflect"), conv.weight[::4], conv.bias[::4]),
+                                 scale_factor=2.0, mode="nearest")
+    assert y.shape == (2, 4, 10, 14)
+    torch.testing.assert_close(y, expected)
+    assert conv.weight.shape == (16, 6, 3, 3)  # four sub-pixel filters per output channel, trained apart
 
 
 def test_style_vector() -> None:
