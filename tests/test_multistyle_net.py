@@ -211,3 +211,19 @@ def test_onnx_matches_pytorch_for_a_style_and_a_blend(tmp_path) -> None:
                 ref = net(torch.from_numpy(x), torch.from_numpy(w)).numpy()
             assert ours.shape == shape and levels(ref).std() > 20  # a real image, not a constant
             assert np.abs(levels(ours) - levels(ref)).max() <= 2
+
+
+def test_fixed_style_exports_through_the_single_style_writer(tmp_path, rng) -> None:
+    from export.onnx_writer import write_onnx
+    from realtime.backends import OnnxStylizer
+    from train.nets.contract import johnson_contract
+
+    net = lively(n_styles=3)
+    weights = style_vector({0: 1, 2: 1}, 3)
+    path = write_onnx(FixedStyle(net, weights), johnson_contract(name="blend"), tmp_path / "blend.onnx")
+    frame = rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)
+    styled = OnnxStylizer(path, providers="cpu")(frame)
+    with torch.no_grad():
+        ref = net(torch.from_numpy(frame).permute(2, 0, 1)[None].float(), weights)[0].permute(1, 2, 0)
+    assert styled.shape == frame.shape and levels(ref).std() > 20
+    assert np.abs(styled.astype(int) - levels(ref)).max() <= 2
