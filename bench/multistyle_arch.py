@@ -39,7 +39,7 @@ N_STYLES = 26
 SMALL_TN = {"channels": (16, 32, 64), "num_residual": 3}  # TransformerNet.small's shape, norms conditional
 OUT3 = {**SMALL_TN, "out_kernel": 3}
 UP8 = {**OUT3, "up_channels": (32, 8)}
-SEP5 = {**UP8, "residual": "separable", "num_residual": 5}
+SMALL = {**UP8, "residual": "separable", "num_residual": 5}  # = ARCHS["small"]
 
 # name: (constructor kwargs, what it tests)
 VARIANTS: dict[str, tuple[dict[str, Any], str]] = {
@@ -47,22 +47,22 @@ VARIANTS: dict[str, tuple[dict[str, Any], str]] = {
     "peer_shape": ({"channels": (32, 32, 32), "num_residual": 6, "up_channels": (8, 4)},
                    "the peer's layer shapes, our graph (native InstanceNormalization)"),
     "small_tn": (SMALL_TN, "TransformerNet small as is: 16/32/64, 3 blocks, 9x9/9x9"),
-    "small_stem5": ({**SMALL_TN, "stem_kernel": 5, "out_kernel": 5}, "small_tn with 5x5 stem and output"),
+    "tn_stem5_out5": ({**SMALL_TN, "stem_kernel": 5, "out_kernel": 5}, "small_tn with 5x5 stem and output"),
     "small_out3": (OUT3, "small_tn with a 3x3 output conv"),
     "out3_shuffle": ({**OUT3, "upsample": "shuffle"}, "+ sub-pixel upsampling"),
     "out3_up8": (UP8, "+ 8 channels at full resolution in the decoder (32, 8)"),
     "out3_up8_shuffle": ({**UP8, "upsample": "shuffle"}, "+ both"),
     "out3_c1_8": ({**UP8, "channels": (8, 32, 64)}, "out3_up8 with an 8-channel stem"),
-    "sep3": ({**UP8, "residual": "separable", "upsample": "shuffle"}, "separable blocks x3, out3, up8, shuffle"),
-    "small": (ARCHS["small"], "THE small PRESET: separable blocks x5, out3, up8, shuffle"),
-    "sep5_resize": (SEP5, "small with resize upsampling"),
-    "sep5_up16": ({**SEP5, "upsample": "shuffle", "up_channels": (16, 8)}, "small, decoder 16/8"),
-    "sep5_up32_16": ({**SEP5, "upsample": "shuffle", "up_channels": (32, 16)}, "small, decoder 32/16"),
-    "sep5_stem5": ({**SEP5, "upsample": "shuffle", "stem_kernel": 5}, "small with a 5x5 stem"),
-    "sep8": ({**SEP5, "upsample": "shuffle", "num_residual": 8}, "small with 8 separable blocks"),
-    "sep5_c96": ({**SEP5, "upsample": "shuffle", "channels": (16, 32, 96)}, "small, 96 channels in the blocks"),
-    "sep5_zeros": ({**SEP5, "upsample": "shuffle", "padding": "zeros"}, "small with zero padding (no Pad ops)"),
-    "res2_out3_up8": ({**UP8, "num_residual": 2, "upsample": "shuffle"}, "2 full residual blocks"),
+    "res2_out3_up8": ({**UP8, "num_residual": 2}, "out3_up8 with 2 full residual blocks"),
+    "sep3": ({**SMALL, "num_residual": 3}, "out3_up8 with 3 separable blocks"),
+    "small": (ARCHS["small"], "THE small PRESET: out3_up8 with 5 separable blocks"),
+    "small_shuffle": ({**SMALL, "upsample": "shuffle"}, "small with sub-pixel upsampling"),
+    "small_zeros": ({**SMALL, "padding": "zeros"}, "small with zero padding (no Pad ops)"),
+    "small_stem5": ({**SMALL, "stem_kernel": 5}, "small with a 5x5 stem"),
+    "small_up16": ({**SMALL, "up_channels": (16, 8)}, "small, decoder 16/8"),
+    "small_up32_16": ({**SMALL, "up_channels": (32, 16)}, "small, decoder 32/16"),
+    "small_sep8": ({**SMALL, "num_residual": 8}, "small with 8 separable blocks"),
+    "small_c96": ({**SMALL, "channels": (16, 32, 96)}, "small, 96 channels in the blocks"),
 }
 
 
