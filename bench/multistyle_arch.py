@@ -20,8 +20,10 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 import onnx
@@ -32,8 +34,8 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # runnable as a plain script from anywhere
     sys.path.insert(0, str(REPO))
 
-from realtime.core.nets.multistyle import ARCHS, MultiStyleNet  # noqa: E402
-from realtime.core.nets.multistyle_onnx import IMAGE_NAME, STYLE_NAME, to_onnx_model  # noqa: E402
+from realtime.core.nets.multistyle import ARCHS, MultiStyleNet
+from realtime.core.nets.multistyle_onnx import IMAGE_NAME, STYLE_NAME, to_onnx_model
 
 N_STYLES = 26
 SMALL_TN = {"channels": (16, 32, 64), "num_residual": 3}  # TransformerNet.small's shape, norms conditional
@@ -201,7 +203,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             elif name.endswith("+fp16"):
                 model, note = to_fp16(model), "fp16 of " + base
             sess = session(model, args.threads)
-            runs[name] = (lambda s: lambda: s.run(None, {IMAGE_NAME: frame, STYLE_NAME: onehot}))(sess)
+            runs[name] = partial(sess.run, None, {IMAGE_NAME: frame, STYLE_NAME: onehot})
             if "+" in name:  # error of reduced precision against float32, on a sample photo
                 photo = {IMAGE_NAME: calibration_frames((h, w), 1)[0], STYLE_NAME: onehot}
                 ref = session(to_onnx_model(net), args.threads).run(None, photo)[0]

@@ -19,7 +19,8 @@ the whole batch) or ``(B, N)`` (one per image).
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -203,7 +204,7 @@ class MultiStyleNet(nn.Module):
         self.deconv3 = ConvLayer(up[1], 3, out_kernel, 1, padding)
 
     @classmethod
-    def from_arch(cls, arch: str, n_styles: int) -> "MultiStyleNet":
+    def from_arch(cls, arch: str, n_styles: int) -> MultiStyleNet:
         """A named preset of :data:`ARCHS` (``johnson`` or ``small``) for ``n_styles`` styles."""
         if arch not in ARCHS:
             raise ValueError(f"unknown multi-style architecture {arch!r}; known: {', '.join(ARCHS)}")
