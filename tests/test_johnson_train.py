@@ -12,6 +12,7 @@ from PIL import Image
 from two_ranks import assert_same_weights, run_two_ranks
 
 from realtime.core.checkpoint import load_model
+from realtime.core.nets import TransformerNet
 from train import johnson
 from train.state import seed_everything
 
@@ -143,7 +144,7 @@ def test_two_process_gloo_ddp_keeps_replicas_identical(photos, tmp_path) -> None
     for key, value in saved.model.state_dict().items():
         assert torch.equal(weights[key], value), key
     seed_everything(johnson.JohnsonConfig.seed)  # what both ranks started from: trained away from it
-    initial = johnson.TransformerNet.from_arch("small").state_dict()
+    initial = TransformerNet.from_arch("small").state_dict()
     assert all(not torch.equal(weights[k], initial[k]) for k in ("conv1.conv2d.weight", "deconv3.conv2d.weight"))
 
 

@@ -1,21 +1,26 @@
 """MultiStyleNet: conditional instance norm blends per-style parameters, new styles leave old ones alone,
 the johnson preset loads a single-style TransformerNet, and the ONNX export matches PyTorch."""
+
 from __future__ import annotations
 
 import json
 
 import numpy as np
-import onnx
-import onnxruntime as ort
 import pytest
 import torch
 import torch.nn.functional as F
 
-from export.onnx_writer import CONTRACT_KEY
-from realtime.core.nets.multistyle import (ARCHS, ConditionalInstanceNorm2d, FixedStyle, MultiStyleNet, UpsampleLayer,
-                                           add_styles, freeze_rows, from_single_style, style_parameters, style_vector)
-from realtime.core.nets.multistyle_onnx import IMAGE_NAME, MULTISTYLE_KEY, STYLE_NAME, write_multistyle_onnx
-from train.nets import TransformerNet
+from realtime.core.nets import TransformerNet
+from realtime.core.nets.multistyle import (
+    ARCHS,
+    ConditionalInstanceNorm2d,
+    MultiStyleNet,
+    UpsampleLayer,
+    add_styles,
+    freeze_rows,
+    from_single_style,
+    style_parameters,
+)
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -113,8 +118,7 @@ def test_per_image_weights_equal_separate_runs() -> None:
     with torch.no_grad():
         batched = net(x, weights)
         for i in range(2):
-            torch.testing.assert_close(batched[i:i + 1], net(x[i:i + 1], weights[i]), rtol=1e-4, atol=1e-3)
-        torch.testing.assert_close(FixedStyle(net, weights[1])(x[1:]), batched[1:], rtol=1e-4, atol=1e-3)
+            torch.testing.assert_close(batched[i : i + 1], net(x[i : i + 1], weights[i]), rtol=1e-4, atol=1e-3)
 
 
 def test_add_styles_keeps_old_styles_bit_identical() -> None:
@@ -149,21 +153,14 @@ def test_subpixel_upsampling_starts_as_nearest_resize_of_a_conv() -> None:
     conv = layer.conv2d
     with torch.no_grad():
         y = layer(x)
-        expected = F.interpolate(F.conv2d(F.pad(x, (1, 1, 1, 1), mode="reflect"), conv.weight[::4], conv.bias[::4]),
-                                 scale_factor=2.0, mode="nearest")
+        expected = F.interpolate(
+            F.conv2d(F.pad(x, (1, 1, 1, 1), mode="reflect"), conv.weight[::4], conv.bias[::4]),
+            scale_factor=2.0,
+            mode="nearest",
+        )
     assert y.shape == (2, 4, 10, 14)
     torch.testing.assert_close(y, expected)
     assert conv.weight.shape == (16, 6, 3, 3)  # four sub-pixel filters per output channel, trained apart
-
-
-def test_style_vector() -> None:
-    torch.testing.assert_close(style_vector(2, 4), torch.tensor([0.0, 0.0, 1.0, 0.0]))
-    torch.testing.assert_close(style_vector({0: 1, 3: 3}, 4), torch.tensor([0.25, 0.0, 0.0, 0.75]))
-    torch.testing.assert_close(style_vector({1: 2.0}, 2, normalise=False), torch.tensor([0.0, 2.0]))
-    with pytest.raises(ValueError, match="indices"):
-        style_vector(4, 4)
-    with pytest.raises(ValueError, match="positive sum"):
-        style_vector({0: 1, 1: -1}, 2)
 
 
 @pytest.mark.parametrize("arch", ["johnson", "small"])
@@ -175,8 +172,11 @@ def test_johnson_preset_loads_single_style_weights(arch: str) -> None:
             if p.dim() == 1:
                 p.add_(torch.randn_like(p) * 0.3)
     multi = from_single_style(single, 3).eval()
-    assert multi.arch_kwargs()["channels"] == [single.conv1.conv2d.out_channels, single.conv2.conv2d.out_channels,
-                                               single.conv3.conv2d.out_channels]
+    assert multi.arch_kwargs()["channels"] == [
+        single.conv1.conv2d.out_channels,
+        single.conv2.conv2d.out_channels,
+        single.conv3.conv2d.out_channels,
+    ]
     if arch == "johnson":
         assert multi.arch_kwargs() == MultiStyleNet.from_arch("johnson", 3).arch_kwargs()
     x = torch.rand(1, 3, 32, 36) * 255
@@ -184,46 +184,3 @@ def test_johnson_preset_loads_single_style_weights(arch: str) -> None:
         ref = single(x)
         for i in range(3):
             torch.testing.assert_close(multi(x, torch.eye(3)[i]), ref, rtol=1e-4, atol=1e-3)
-
-
-def test_onnx_matches_pytorch_for_a_style_and_a_blend(tmp_path) -> None:
-    net = lively(n_styles=3)
-    path = write_multistyle_onnx(net, tmp_path / "multi.onnx", style_names=["a", "b", "c"])
-    model = onnx.load(str(path))
-    assert [i.name for i in model.graph.input] == [IMAGE_NAME, STYLE_NAME]
-    dims = [d.dim_param or d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
-    assert dims == ["batch", 3, "height", "width"]
-    assert [d.dim_value for d in model.graph.input[1].type.tensor_type.shape.dim] == [3]
-    assert len(model.graph.node) < 150  # one InstanceNormalization per norm, no decomposed statistics
-    assert sum(n.op_type == "InstanceNormalization" for n in model.graph.node) == len(net.norms())
-    meta = {p.key: p.value for p in model.metadata_props}
-    assert json.loads(meta[MULTISTYLE_KEY])["styles"] == ["a", "b", "c"]
-    assert json.loads(meta[CONTRACT_KEY])["value_range"] == [0.0, 255.0]
-
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    rng = np.random.default_rng(0)
-    for shape in ((1, 3, 36, 44), (2, 3, 48, 32)):
-        x = rng.uniform(0, 255, shape).astype(np.float32)
-        for weights in ([0.0, 1.0, 0.0], [0.5, 0.2, 0.3]):
-            w = np.array(weights, dtype=np.float32)
-            ours = session.run(None, {IMAGE_NAME: x, STYLE_NAME: w})[0]
-            with torch.no_grad():
-                ref = net(torch.from_numpy(x), torch.from_numpy(w)).numpy()
-            assert ours.shape == shape and levels(ref).std() > 20  # a real image, not a constant
-            assert np.abs(levels(ours) - levels(ref)).max() <= 2
-
-
-def test_fixed_style_exports_through_the_single_style_writer(tmp_path, rng) -> None:
-    from export.onnx_writer import write_onnx
-    from realtime.backends import OnnxStylizer
-    from train.nets.contract import johnson_contract
-
-    net = lively(n_styles=3)
-    weights = style_vector({0: 1, 2: 1}, 3)
-    path = write_onnx(FixedStyle(net, weights), johnson_contract(name="blend"), tmp_path / "blend.onnx")
-    frame = rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)
-    styled = OnnxStylizer(path, providers="cpu")(frame)
-    with torch.no_grad():
-        ref = net(torch.from_numpy(frame).permute(2, 0, 1)[None].float(), weights)[0].permute(1, 2, 0)
-    assert styled.shape == frame.shape and levels(ref).std() > 20
-    assert np.abs(styled.astype(int) - levels(ref)).max() <= 2
