@@ -21,10 +21,17 @@ import torch
 from torch import nn
 
 from realtime.core.arbitrary_styles import arbitrary_styles
-from realtime.core.contract import IOContract, arbitrary_contract, cyclegan_contract, johnson_contract
+from realtime.core.contract import (
+    IOContract,
+    arbitrary_contract,
+    cyclegan_contract,
+    johnson_contract,
+    multistyle_contract,
+)
 from realtime.core.errors import InvalidValue
 from realtime.core.nets.arbitrary import ArbitraryTransformNet
 from realtime.core.nets.cyclegan import PatchDiscriminator, ResnetGenerator
+from realtime.core.nets.multistyle import MultiStyleNet
 from realtime.core.nets.transformer import TransformerNet
 from realtime.core.styles import NamedStyles
 
@@ -69,6 +76,11 @@ class Family:
     extra: Mapping[str, Any] = field(default_factory=dict)
 
 
+def named_styles(contract: IOContract) -> NamedStyles:
+    """One weight per style named in ``contract.styles`` (numbered ``0 … D-1`` when a file names none)."""
+    return NamedStyles(contract.styles or tuple(map(str, range(contract.condition_dim))))
+
+
 def _transformer_kwargs(state: StateDict) -> dict[str, Any]:
     """Width and residual-block count of a TransformerNet state dict (pytorch/examples layout)."""
     blocks = {int(m.group(1)) for k in state if (m := re.match(r"^res(\d+)\.", k))}
@@ -102,6 +114,16 @@ FAMILIES: dict[str, Family] = {
             checkpoint_names={"resnet_generator": ResnetGenerator, "patch_discriminator": PatchDiscriminator},
             contract=cyclegan_contract,
             foreign_layouts=(ForeignLayout("CycleGAN authors'", "model.1.weight", _generator_kwargs),),
+        ),
+        Family(
+            name="multistyle",
+            summary="Dumoulin et al. (2017) conditional-instance-norm transform net: N styles in one net, "
+            "chosen or blended by a weight per style",
+            runtime_net=MultiStyleNet,
+            checkpoint_names={"multistyle_net": MultiStyleNet},
+            contract=multistyle_contract,
+            runtime_inputs=("image", "style"),
+            style_resolver=named_styles,
         ),
         Family(
             name="arbitrary",
@@ -157,7 +179,7 @@ def style_resolver(contract: IOContract) -> Any:
     owner = FAMILIES.get(contract.family)
     if owner is not None and owner.style_resolver is not None:
         return owner.style_resolver(contract)
-    return NamedStyles(contract.styles or tuple(map(str, range(contract.condition_dim))))
+    return named_styles(contract)
 
 
 def detect_foreign(state: StateDict) -> tuple[Family, ForeignLayout] | None:

@@ -5,7 +5,7 @@ Every instance norm of the Johnson et al. (2016) transform net becomes a
 ``N x 2 x C`` table); convolutions are shared by all styles. A style is chosen, or several are
 blended, by a weight vector over the ``N`` styles.
 
-Layout and names follow :class:`train.nets.transformer.TransformerNet` (``conv1.conv2d``,
+Layout and names follow :class:`realtime.core.nets.transformer.TransformerNet` (``conv1.conv2d``,
 ``in1``, ``res1.conv1.conv2d`` ... ``deconv3.conv2d``); the ``johnson`` preset has exactly its
 parameter names, with every norm parameter ``(C,)`` widened to ``(N, C)``, so a trained
 single-style net initialises it (:func:`from_single_style`). The variant knobs
@@ -14,12 +14,13 @@ padding) give the slim CPU presets in :data:`ARCHS`; ``bench/multistyle_arch.py`
 
 Input and output: ``(B, 3, H, W)`` float RGB in 0..255 (output not clamped); H and W
 multiples of 4 keep the down- and up-sampling exact. Style weights: ``(N,)`` (one blend for
-the whole batch) or ``(B, N)`` (one per image).
+the whole batch) or ``(B, N)`` (one per image; what the exported files take). Either way every
+conditional norm is one ``F.instance_norm`` call with the blended scale and shift, so an ONNX
+export has one ``InstanceNormalization`` per norm (no per-image ``Mul``/``Add`` over the activations).
 """
+
 from __future__ import annotations
 
-import math
-from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -38,8 +39,13 @@ ARCHS: dict[str, dict[str, Any]] = {
     # channels at full resolution, a 3x3 output conv (a 9x9 conv with 3 output channels is ORT's
     # slowest layer: NCHWc pads the 3 outputs to a block of 16), resize-convolution upsampling
     # (sub-pixel "shuffle" is ~10% faster but trained a visible 2-pixel grid in a side-by-side run).
-    "small": {"channels": (16, 32, 64), "up_channels": (32, 8), "num_residual": 5, "residual": "separable",
-              "out_kernel": 3},
+    "small": {
+        "channels": (16, 32, 64),
+        "up_channels": (32, 8),
+        "num_residual": 5,
+        "residual": "separable",
+        "out_kernel": 3,
+    },
 }
 
 
@@ -54,7 +60,13 @@ class ConditionalInstanceNorm2d(nn.Module):
     The weights are used as given, not normalised: a one-hot vector selects a style, a convex
     combination is the paper's blend, and the caller may also scale or extrapolate (weights
     summing to other than 1). Normalising here would hide a caller's mistake, make zero-sum
-    vectors undefined, and add graph nodes; :func:`style_vector` builds convex blends.
+    vectors undefined, and add graph nodes; :class:`realtime.core.styles.NamedStyles` builds
+    convex blends from names.
+
+    Per-image weights ``(B, N)`` normalise ``x`` viewed as ``(1, B*C, H, W)`` with the ``(B*C,)``
+    scales and shifts (what ``F.instance_norm`` does inside anyway), so the export stays one
+    ``InstanceNormalization`` node. In a half-precision net the statistics are computed in float32:
+    Johnson nets see 0..255 inputs and early variances pass float16's range.
     """
 
     def __init__(self, channels: int, n_styles: int, eps: float = 1e-5) -> None:
@@ -68,12 +80,23 @@ class ConditionalInstanceNorm2d(nn.Module):
     def forward(self, x: torch.Tensor, style_weights: torch.Tensor) -> torch.Tensor:
         """``x`` ``(B, C, H, W)``, ``style_weights`` ``(N,)`` or ``(B, N)`` -> ``(B, C, H, W)``."""
         if style_weights.shape[-1] != self.n_styles or style_weights.dim() not in (1, 2):
-            raise ValueError(f"style weights of shape {tuple(style_weights.shape)}; expected "
-                             f"({self.n_styles},) or (batch, {self.n_styles})")
+            raise ValueError(
+                f"style weights of shape {tuple(style_weights.shape)}; expected "
+                f"({self.n_styles},) or (batch, {self.n_styles})"
+            )
         gamma, beta = style_weights @ self.weight, style_weights @ self.bias
-        if style_weights.dim() == 1:  # one blend for the batch: exports as a single InstanceNormalization
-            return F.instance_norm(x, weight=gamma, bias=beta, eps=self.eps)
-        return F.instance_norm(x, eps=self.eps) * gamma[:, :, None, None] + beta[:, :, None, None]
+        reduced = x.dtype != torch.float32 or gamma.dtype != torch.float32  # half precision or autocast
+        y = x.float() if reduced else x
+        if reduced:  # casts only here: a float32 export has no no-op Cast nodes
+            gamma, beta = gamma.float(), beta.float()
+        if style_weights.dim() == 1:  # one blend for the batch
+            y = F.instance_norm(y, weight=gamma, bias=beta, eps=self.eps)
+        else:  # one blend per image: the B*C channels of one sample
+            b, c, h, w = y.shape
+            y = F.instance_norm(
+                y.reshape(1, b * c, h, w), weight=gamma.reshape(-1), bias=beta.reshape(-1), eps=self.eps
+            ).reshape(b, c, h, w)
+        return y.to(x.dtype) if reduced else y
 
     def extra_repr(self) -> str:
         return f"{self.channels}, n_styles={self.n_styles}, eps={self.eps}"
@@ -86,8 +109,15 @@ class ConvLayer(nn.Module):
     1x1 convolution (``conv2d``), about ``kernel_size**2`` times fewer multiply-adds.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
-                 padding: str = "reflect", separable: bool = False) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int,
+        stride: int = 1,
+        padding: str = "reflect",
+        separable: bool = False,
+    ) -> None:
         super().__init__()
         pad = kernel_size // 2
         self.reflection_pad = nn.ReflectionPad2d(pad) if padding == "reflect" else None
@@ -113,8 +143,9 @@ class UpsampleLayer(nn.Module):
     the same multiply-adds without materialising the upsampled input, initialised to behave like
     ``resize`` of a convolution (ICNR, Aitken et al. 2017) so it starts free of checkerboards)."""
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3, mode: str = "resize",
-                 padding: str = "reflect") -> None:
+    def __init__(
+        self, in_channels: int, out_channels: int, kernel_size: int = 3, mode: str = "resize", padding: str = "reflect"
+    ) -> None:
         super().__init__()
         self.mode = mode
         pad = kernel_size // 2
@@ -167,26 +198,46 @@ class MultiStyleNet(nn.Module):
     ``(N,)`` or ``(B, N)`` -> ``(B, 3, H, W)`` RGB, roughly 0..255 (unclamped).
     """
 
-    def __init__(self, n_styles: int, channels: tuple[int, int, int] = (32, 64, 128), num_residual: int = 5,
-                 up_channels: tuple[int, int] | None = None, stem_kernel: int = 9, out_kernel: int = 9,
-                 residual: str = "conv", upsample: str = "resize", padding: str = "reflect") -> None:
+    def __init__(
+        self,
+        n_styles: int,
+        channels: tuple[int, int, int] = (32, 64, 128),
+        num_residual: int = 5,
+        up_channels: tuple[int, int] | None = None,
+        stem_kernel: int = 9,
+        out_kernel: int = 9,
+        residual: str = "conv",
+        upsample: str = "resize",
+        padding: str = "reflect",
+    ) -> None:
         super().__init__()
         channels = tuple(int(c) for c in channels)
         up = tuple(int(c) for c in (up_channels or (channels[1], channels[0])))
         if n_styles < 1 or num_residual < 0 or len(channels) != 3 or len(up) != 2 or min(channels + up) < 1:
-            raise ValueError("n_styles and channel counts must be positive, num_residual non-negative, "
-                             "channels three numbers and up_channels two")
+            raise ValueError(
+                "n_styles and channel counts must be positive, num_residual non-negative, "
+                "channels three numbers and up_channels two"
+            )
         if stem_kernel % 2 == 0 or out_kernel % 2 == 0:
             raise ValueError("stem and output kernels must be odd")
-        for value, allowed, what in ((residual, RESIDUALS, "residual"), (upsample, UPSAMPLES, "upsample"),
-                                     (padding, PADDINGS, "padding")):
+        for value, allowed, what in (
+            (residual, RESIDUALS, "residual"),
+            (upsample, UPSAMPLES, "upsample"),
+            (padding, PADDINGS, "padding"),
+        ):
             if value not in allowed:
                 raise ValueError(f"{what} {value!r} is not one of {', '.join(allowed)}")
         self.n_styles, self.num_residual = int(n_styles), int(num_residual)
         self._kwargs: dict[str, Any] = {
-            "channels": channels, "num_residual": self.num_residual, "up_channels": up,
-            "stem_kernel": int(stem_kernel), "out_kernel": int(out_kernel), "residual": residual,
-            "upsample": upsample, "padding": padding}
+            "channels": channels,
+            "num_residual": self.num_residual,
+            "up_channels": up,
+            "stem_kernel": int(stem_kernel),
+            "out_kernel": int(out_kernel),
+            "residual": residual,
+            "upsample": upsample,
+            "padding": padding,
+        }
         c1, c2, c3 = channels
         n = self.n_styles
         self.conv1 = ConvLayer(3, c1, stem_kernel, 1, padding)
@@ -212,8 +263,10 @@ class MultiStyleNet(nn.Module):
 
     def arch_kwargs(self) -> dict[str, Any]:
         """All constructor arguments (``n_styles`` included), stored in checkpoints so loading needs nothing else."""
-        return {"n_styles": self.n_styles, **{k: list(v) if isinstance(v, tuple) else v
-                                               for k, v in self._kwargs.items()}}
+        return {
+            "n_styles": self.n_styles,
+            **{k: list(v) if isinstance(v, tuple) else v for k, v in self._kwargs.items()},
+        }
 
     def norms(self) -> list[ConditionalInstanceNorm2d]:
         """The conditional norms, in forward order (their tables are the only per-style parameters)."""
@@ -221,7 +274,7 @@ class MultiStyleNet(nn.Module):
 
     def forward(self, x: torch.Tensor, style_weights: torch.Tensor) -> torch.Tensor:
         """``(B, 3, H, W)`` RGB 0..255 and ``(N,)`` or ``(B, N)`` weights -> ``(B, 3, H, W)`` RGB (unclamped)."""
-        s = style_weights.to(x.dtype)
+        s = style_weights if style_weights.dtype == x.dtype else style_weights.to(x.dtype)
         y = F.relu(self.in1(self.conv1(x), s))
         y = F.relu(self.in2(self.conv2(y), s))
         y = F.relu(self.in3(self.conv3(y), s))
@@ -230,39 +283,6 @@ class MultiStyleNet(nn.Module):
         y = F.relu(self.in4(self.deconv1(y), s))
         y = F.relu(self.in5(self.deconv2(y), s))
         return self.deconv3(y)
-
-
-class FixedStyle(nn.Module):
-    """``net`` with its style weights frozen into a buffer: a one-input ``(B, 3, H, W)`` -> ``(B, 3, H, W)``
-    module like TransformerNet, for the single-style exporters and runtimes."""
-
-    def __init__(self, net: MultiStyleNet, style_weights: torch.Tensor) -> None:
-        super().__init__()
-        self.net = net
-        self.register_buffer("style_weights", torch.as_tensor(style_weights, dtype=torch.float32).clone())
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x, self.style_weights)
-
-
-def style_vector(spec: int | Mapping[int, float], n_styles: int, normalise: bool = True) -> torch.Tensor:
-    """A ``(n_styles,)`` weight vector: an index gives one-hot, ``{index: weight}`` a blend.
-
-    With ``normalise`` the blend's weights are divided by their sum (the paper's convex
-    combination); the weights must then be non-negative with a positive sum.
-    """
-    items = {int(spec): 1.0} if isinstance(spec, int) else {int(k): float(v) for k, v in spec.items()}
-    if not items or any(not 0 <= k < n_styles for k in items):
-        raise ValueError(f"style indices must be in 0..{n_styles - 1}, got {sorted(items)}")
-    vec = torch.zeros(n_styles)
-    for k, v in items.items():
-        vec[k] = v
-    if normalise:
-        total = float(vec.sum())
-        if (vec < 0).any() or not total > 0 or not math.isfinite(total):
-            raise ValueError("a normalised blend needs non-negative weights with a positive sum")
-        vec /= total
-    return vec
 
 
 def from_single_style(net: nn.Module, n_styles: int) -> MultiStyleNet:
@@ -276,16 +296,23 @@ def from_single_style(net: nn.Module, n_styles: int) -> MultiStyleNet:
     c1 = state["conv1.conv2d.weight"].shape[0]
     c2, c3 = state["conv2.conv2d.weight"].shape[0], state["conv3.conv2d.weight"].shape[0]
     blocks = len({k.split(".")[0] for k in state if k.startswith("res")})
-    multi = MultiStyleNet(n_styles, channels=(c1, c2, c3), num_residual=blocks,
-                          stem_kernel=state["conv1.conv2d.weight"].shape[-1],
-                          out_kernel=state["deconv3.conv2d.weight"].shape[-1])
+    multi = MultiStyleNet(
+        n_styles,
+        channels=(c1, c2, c3),
+        num_residual=blocks,
+        stem_kernel=state["conv1.conv2d.weight"].shape[-1],
+        out_kernel=state["deconv3.conv2d.weight"].shape[-1],
+    )
     target = multi.state_dict()
     missing = [k for k in target if k not in state]
     if missing:
-        raise ValueError(f"the single-style net lacks {len(missing)} parameters of the johnson layout, "
-                         f"e.g. {missing[0]!r}")
-    new_state = {k: state[k].expand_as(v).clone() if v.dim() == 2 and state[k].dim() == 1 else state[k]
-                 for k, v in target.items()}
+        raise ValueError(
+            f"the single-style net lacks {len(missing)} parameters of the johnson layout, e.g. {missing[0]!r}"
+        )
+    new_state = {
+        k: state[k].expand_as(v).clone() if v.dim() == 2 and state[k].dim() == 1 else state[k]
+        for k, v in target.items()
+    }
     multi.load_state_dict(new_state)
     return multi
 
@@ -308,7 +335,7 @@ def add_styles(net: MultiStyleNet, k: int, init_from: int | None = None) -> Mult
     new_state = {}
     for key, value in net.state_dict().items():
         if key.endswith((".weight", ".bias")) and _is_norm_param(net, key):
-            seed = value.mean(0, keepdim=True) if init_from is None else value[init_from:init_from + 1]
+            seed = value.mean(0, keepdim=True) if init_from is None else value[init_from : init_from + 1]
             value = torch.cat([value, seed.expand(k, -1)], 0)
         new_state[key] = value.clone()
     bigger.load_state_dict(new_state)
