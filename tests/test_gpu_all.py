@@ -162,3 +162,13 @@ def test_data_pack_fills_its_budget_and_the_trainers_read_it(tmp_path):
     ImageFolder(out / "photos", Augment(16))[0]
     assert gpu_data.main([*argv, "--budget-mb", "1"]) == 2  # the folder is not empty any more
     assert gpu_data.travelling_bytes() > 1e6  # the repository's own files, as git lists them
+
+
+def test_the_shell_entry_point_reaches_the_command(tmp_path):
+    import os
+    import subprocess
+
+    script = Path(gpu_plan.REPO) / "weights" / "train_gpu.sh"
+    env = {**os.environ, "PYTHON": sys.executable, "NST_GPU_DATA": str(tmp_path / "nothing")}
+    done = subprocess.run(["bash", str(script)], capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 2 and done.stderr.strip().startswith("error: --data") and "photos/" in done.stderr
