@@ -163,6 +163,18 @@ def test_precision_auto_is_bf16_only_where_native(monkeypatch):
         GatysConfig(precision="fp8").check(n_styles=1)
 
 
+def test_style_layer_weights_default_to_the_palette_and_reach_the_loss():
+    content, style = to_tensor(image(1), CPU), to_tensor(image(2), CPU)
+    assert dict(GatysConfig().style_layer_weights) == {"relu1_1": 4.0}
+    only_style = dict(content_weight=0, tv_weight=0)
+    palette = GatysObjective(TinyEncoder(), content, [style], [1.0], GatysConfig(**only_style))
+    equal = GatysObjective(TinyEncoder(), content, [style], [1.0], GatysConfig(**only_style, style_layer_weights=()))
+    assert palette.loss.layer_weights == {"relu1_1": 4.0} and equal.loss.layer_weights is None
+    assert palette(content).item() != pytest.approx(equal(content).item(), rel=1e-3)
+    with pytest.raises(UserError, match="not a style layer"):
+        GatysConfig(style_layer_weights=(("relu4_2", 2.0),)).check(n_styles=1)
+
+
 def test_default_is_two_scales_but_one_for_a_single_step():
     assert GatysConfig().n_scales == 2 and GatysConfig(steps=1).n_scales == 1
     assert GatysConfig(scales=3).n_scales == 3

@@ -38,25 +38,30 @@ def make_data(root: Path) -> Path:
 def test_every_command_line_parses_with_the_trainers_current_flags(tmp_path):
     settings = RunSettings(data=tmp_path, out=tmp_path / "out", style_weights={"candy": 12.0})
     johnson, cyclegan, notes = make_plan(settings, cyclegan_seconds=300)
-    assert [j.name for j in johnson] == [n for n, *_ in gpu_plan.SINGLE_STYLE]
+    assert [j.name for j in johnson][:6] == [n for n, *_ in gpu_plan.SINGLE_STYLE]
     for job in johnson:
         args = johnson_parser().parse_args(job.argv)
         assert (args.image_size, args.batch_size, args.amp, args.channels_last) == (256, 8, "bf16", True)
         assert args.style_weight == (12.0 if job.name == "candy" else 8.0)
         assert Path(args.output) == job.outputs[job.name] and args.name == job.name
-    assert johnson_parser().parse_args(johnson[-1].argv).arch == "small"
+    assert johnson[5].name == "mosaic_small" and johnson_parser().parse_args(johnson[5].argv).arch == "small"
     args = cyclegan_parser().parse_args(cyclegan.argv)
     assert (args.image_size, args.ngf, args.n_blocks, args.batch_size, args.lr_scaling) == (128, 32, 6, 4, "sqrt")
     assert args.preload and args.time_limit == 300 and args.epochs >= 1
     assert set(cyclegan.outputs) == {"horse2zebra", "zebra2horse"}
-    assert len(notes) == 1 and "multistyle" in notes[0]  # train.johnson takes one --style here
+    # what the plan adds or leaves out follows what train.johnson takes today
+    several, weights = gpu_plan.johnson_takes_several_styles(), gpu_plan.johnson_takes_layer_weights()
+    assert any(j.name == "multistyle" for j in johnson) == several == (not any("multistyle" in n for n in notes))
+    assert ("--style-layer-weights" in johnson[0].argv) == weights == (not any("layer" in n for n in notes))
 
 
-def test_multi_style_nets_join_once_the_trainer_takes_several_styles(tmp_path, monkeypatch):
+def test_multi_style_nets_and_layer_weights_join_once_the_trainer_takes_them(tmp_path, monkeypatch):
     monkeypatch.setattr(gpu_plan, "johnson_takes_several_styles", lambda: True)
+    monkeypatch.setattr(gpu_plan, "johnson_takes_layer_weights", lambda: True)
     johnson, _, notes = make_plan(RunSettings(data=tmp_path, out=tmp_path), 100)
     multi = {j.name: j for j in johnson if j.name.startswith("multistyle")}
     assert set(multi) == {"multistyle", "multistyle_small"} and not notes
+    assert all(j.argv[j.argv.index("--style-layer-weights") + 1] == "relu1_1=4" for j in johnson)
     styles = multi["multistyle"].argv[multi["multistyle"].argv.index("--style") + 1 :]
     styles = styles[: styles.index("-o")]
     assert sorted(Path(s).name for s in styles) == sorted(p.name for p in gpu_plan.STYLES.glob("*.jpg"))
@@ -68,11 +73,15 @@ def test_the_capability_check_reads_the_style_flag(monkeypatch):
 
     import train.johnson
 
-    assert gpu_plan.johnson_takes_several_styles() is False
+    one = argparse.ArgumentParser()
+    one.add_argument("--style")
+    monkeypatch.setattr(train.johnson, "build_parser", lambda: one)
+    assert gpu_plan.johnson_takes_several_styles() is False and gpu_plan.johnson_takes_layer_weights() is False
     several = argparse.ArgumentParser()
     several.add_argument("--style", nargs="+")
+    several.add_argument("--style-layer-weights")
     monkeypatch.setattr(train.johnson, "build_parser", lambda: several)
-    assert gpu_plan.johnson_takes_several_styles() is True
+    assert gpu_plan.johnson_takes_several_styles() is True and gpu_plan.johnson_takes_layer_weights() is True
 
 
 def test_schedule_fits_the_window_and_settings_parse():

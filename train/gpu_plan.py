@@ -18,6 +18,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from realtime.core.losses import PALETTE_LAYER_WEIGHTS
+
 REPO = Path(__file__).resolve().parents[1]
 STYLES = REPO / "samples" / "styles"
 
@@ -74,14 +76,23 @@ class RunSettings:
 DEFAULT_STYLE_WEIGHT = 8.0  # what the shipped CPU runs settled on (scale-free loss: about the same on a GPU)
 
 
-def johnson_takes_several_styles() -> bool:
-    """Whether ``train.johnson``'s ``--style`` accepts more than one image (the multi-style trainer)."""
+def johnson_flags() -> dict[str, argparse.Action]:
+    """``train.johnson``'s command-line options, by option string (read from its parser, nothing runs)."""
     from train.johnson import build_parser  # noqa: PLC0415 - only to read its flags
 
-    for action in build_parser()._actions:
-        if "--style" in action.option_strings:
-            return action.nargs in ("+", "*") or (isinstance(action.nargs, int) and action.nargs > 1)
-    return False
+    return {flag: action for action in build_parser()._actions for flag in action.option_strings}
+
+
+def johnson_takes_several_styles() -> bool:
+    """Whether ``train.johnson``'s ``--style`` accepts more than one image (the multi-style trainer)."""
+    action = johnson_flags().get("--style")
+    nargs = action.nargs if action is not None else None
+    return nargs in ("+", "*") or (isinstance(nargs, int) and nargs > 1)
+
+
+def johnson_takes_layer_weights() -> bool:
+    """Whether ``train.johnson`` has ``--style-layer-weights`` (the palette weighting of the one loss)."""
+    return "--style-layer-weights" in johnson_flags()
 
 
 def _johnson(name: str, styles: Sequence[str], arch: str, share: float, s: RunSettings) -> Job:
@@ -126,6 +137,8 @@ def _johnson(name: str, styles: Sequence[str], arch: str, share: float, s: RunSe
     ]
     if not s.tiny and s.device != "cpu":
         argv += ["--amp", "bf16", "--channels-last"]
+    if johnson_takes_layer_weights():  # relu1_1 x4: the painting's palette (realtime.core.losses)
+        argv += ["--style-layer-weights", ",".join(f"{k}={v:g}" for k, v in PALETTE_LAYER_WEIGHTS.items())]
     return Job(name, "train.johnson", argv, {name: checkpoint}, share, log_dir)
 
 
@@ -176,6 +189,11 @@ def make_plan(s: RunSettings, cyclegan_seconds: float) -> tuple[list[Job], Job |
         notes.append(
             "multistyle, multistyle_small: not trained, train.johnson takes one --style image here "
             "(they join this run by themselves once it takes several)"
+        )
+    if not johnson_takes_layer_weights():
+        notes.append(
+            "style layers weighed equally: train.johnson has no --style-layer-weights yet (with it, this run "
+            "passes relu1_1=4, which takes the painting's palette)"
         )
     cyclegan: Job | None = _cyclegan(s, cyclegan_seconds)
     if s.only:

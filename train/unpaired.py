@@ -198,6 +198,15 @@ class PreloadedDomains:
 
     def __init__(self, dataset: UnpairedDataset, device: torch.device, threads: int | None = None) -> None:
         self.dataset, self.device = dataset, device
+        needed = (len(dataset.files_A) + len(dataset.files_B)) * 3 * dataset.load_size**2
+        if device.type == "cuda":
+            free, _ = torch.cuda.mem_get_info(device)
+            if needed > free / 2:
+                raise InvalidValue(
+                    "preload",
+                    f"needs {needed / 1e9:.1f} GB of GPU memory for the images, more than half of the "
+                    f"{free / 1e9:.1f} GB free; train without it (the loader reads them from disk)",
+                )
         self.images: dict[str, torch.Tensor] = {}
         self.substitute: dict[str, list[int]] = {}  # index -> index of the image that stands in for it
         self.unreadable: dict[str, list[int]] = {}

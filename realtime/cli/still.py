@@ -42,6 +42,7 @@ GATYS_FLAGS = (
     "style_blend",
     "scales",
     "precision",
+    "style_layer_weights",
     "pooling",
     "vgg",
     "snapshot_every",
@@ -130,6 +131,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="coarse to fine over N scales, each twice the last; each finer "
         "scale gets half the steps of the one before (default 2; 1 = all steps at full size)",
+    )
+    g.add_argument(
+        "--style-layer-weights",
+        metavar="L=W,...",
+        help="weights of the style layers relu1_1..relu5_1, others 1 (default relu1_1=4: the painting's "
+        "palette; 'equal' weighs them alike)",
     )
     g.add_argument(
         "--precision",
@@ -228,7 +235,8 @@ def start_cuda(device) -> threading.Thread:
 def run_gatys(args: argparse.Namespace) -> np.ndarray:
     """Read the images, build VGG on the device, optimise; returns ``(H, W, 3)`` uint8."""
     # Lazy: realtime.core.gatys imports torch (see below).
-    from realtime.core.gatys import GatysConfig  # noqa: PLC0415
+    from realtime.core.gatys import STYLE_LAYERS, GatysConfig  # noqa: PLC0415
+    from realtime.core.losses import parse_layer_weights  # noqa: PLC0415
 
     given = {
         name: getattr(args, name)
@@ -247,6 +255,8 @@ def run_gatys(args: argparse.Namespace) -> np.ndarray:
         )
         if getattr(args, name) is not None
     }
+    if args.style_layer_weights is not None:
+        given["style_layer_weights"] = tuple(parse_layer_weights(args.style_layer_weights, STYLE_LAYERS).items())
     config = GatysConfig(**given, style_blend=parse_blend(args.style_blend), preserve_color=args.preserve_color)
     config.check(len(args.style))
     if args.snapshot_every is not None and args.snapshot_every < 1:

@@ -3,14 +3,16 @@
 The image ``x`` (RGB, 0..255, ``(1, 3, H, W)``) minimises
 
     content_weight * ‖F(x) − F(c)‖² / ‖F(c)‖²                     (relu4_2, means over entries)
-  + style_weight   * mean_l ‖G_l(x) − G*_l‖² / ‖G*_l‖²            (relu1_1 … relu5_1)
+  + style_weight   * Σ_l w_l ‖G_l(x) − G*_l‖² / ‖G*_l‖² / Σ_l w_l  (relu1_1 … relu5_1)
   + tv_weight      * TV(x / 255)
 
 where ``G*_l`` is the (weighted) mean Gram matrix of the style images. Each term is divided by
 its own target's mean square, so it is scale-free: the same weights work for any image, size
 and layer (a layer's style term is the square of the relative Gram distance that
-:func:`realtime.core.metrics.gram_distance` averages). Defaults: content 1, style 10, tv 1. The targets
-are computed once per scale.
+:func:`realtime.core.metrics.gram_distance` averages). Defaults: content 1, style 10, tv 1, and
+the layer weights ``w`` of :data:`realtime.core.losses.PALETTE_LAYER_WEIGHTS` (relu1_1 4, the others
+1), which take the painting's palette (``style_layer_weights=()`` weighs the layers equally). The
+targets are computed once per scale.
 
 ``scales > 1`` runs coarse to fine (Gatys et al. 2017): optimise at ``1/2**(scales-1)`` of the
 size, upsample, refine; every finer scale gets half the steps of the one before, so most of the
@@ -42,10 +44,12 @@ from realtime.core.images import resize
 from realtime.core.losses import (
     GATYS_CONTENT_LAYERS,
     GATYS_STYLE_LAYERS,
+    PALETTE_LAYER_WEIGHTS,
     Encoder,
     LossWeights,
     PerceptualLoss,
     StyleTargets,
+    parse_layer_weights,
 )
 from realtime.core.nets.vgg import LAYERS, VGG19Features
 
@@ -82,6 +86,7 @@ class GatysConfig:
     lr: float = 4.0
     seed: int = 0
     precision: str = "auto"  # auto: bf16 where the device computes it natively, else fp32
+    style_layer_weights: tuple[tuple[str, float], ...] = tuple(PALETTE_LAYER_WEIGHTS.items())  # others weigh 1
 
     def check(self, n_styles: int) -> None:
         """Raise :class:`InvalidValue` for values no optimisation can use (``n_styles``: style images given)."""
@@ -93,6 +98,8 @@ class GatysConfig:
             raise InvalidValue("init", f"must be {' or '.join(INITS)}, got {self.init!r}")
         if self.precision not in PRECISIONS:
             raise InvalidValue("precision", f"must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        text = ",".join(f"{name}={weight!r}" for name, weight in self.style_layer_weights)
+        parse_layer_weights(text, STYLE_LAYERS)  # the same checks as a command line's
         for name in ("content_weight", "style_weight", "tv_weight"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0):
@@ -226,7 +233,8 @@ class GatysObjective:
         with self._autocast():
             style = StyleTargets.blended(vgg, styles, blend, STYLE_LAYERS)
             weights = LossWeights(config.content_weight, config.style_weight, config.tv_weight)
-            self.loss = PerceptualLoss(vgg, style, (CONTENT_LAYER,), STYLE_LAYERS, weights)
+            layer_weights = dict(config.style_layer_weights)
+            self.loss = PerceptualLoss(vgg, style, (CONTENT_LAYER,), STYLE_LAYERS, weights, layer_weights)
             self.content_targets = self.loss.content_targets(content)
 
     def _autocast(self) -> torch.autocast:

@@ -96,7 +96,7 @@ def colour_ratio(output_rgb: np.ndarray, style_rgb: np.ndarray, content_rgb: np.
 
 def to_batch(rgb: np.ndarray, device: torch.device | str = "cpu") -> torch.Tensor:
     """``(H, W, 3)`` uint8 -> ``(1, 3, H, W)`` float32 0..255."""
-    return torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)[None].float().to(device)
+    return torch.from_numpy(np.array(rgb, dtype=np.uint8)).permute(2, 0, 1)[None].float().to(device)
 
 
 @dataclass(frozen=True)
