@@ -182,7 +182,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--steps", type=int, help="timed iterations per variant and round (default: 40 CUDA, 12 CPU)")
     p.add_argument("--warmup", type=int, default=3, help="untimed iterations first (%(default)s; 8 with --compile)")
     p.add_argument("--rounds", type=int, default=3, help="interleaved rounds; the best is kept (%(default)s)")
-    p.add_argument("--workers", type=int, default=4, help="loader workers of the workers row (%(default)s)")
+    p.add_argument("--workers", type=int, help="loader workers of the workers row (default: 4 on CUDA, 2 on the CPU)")
     p.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
     p.add_argument("--compile", action="store_true", help="add a torch.compile row (compiling takes minutes)")
     p.add_argument("--profile", action="store_true", help="then profile plain and tuned (top operators, syncs)")
@@ -201,7 +201,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if cuda:
         torch.backends.cudnn.benchmark = True
     where = torch.cuda.get_device_name(device) if cuda else f"CPU, {torch.get_num_threads()} threads"
-    rows = variants(cuda, args.workers, batch, args.compile)
+    rows = variants(cuda, args.workers or (4 if cuda else 2), batch, args.compile)
     with tempfile.TemporaryDirectory() as tmp:
         for size, ngf, blocks in configs:
             root = make_domains(Path(tmp) / f"set{size}", count=32, size=size * 5 // 4)
