@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
+from torch.profiler import ProfilerActivity, profile
 from torch.utils.data import DataLoader
 
 from realtime.cli.common import cli_entry
@@ -116,8 +117,6 @@ def profile_variant(
     cfg: CycleGANConfig, dataset: UnpairedDataset, device: torch.device, steps: int, top: int
 ) -> list[str]:
     """Profile ``steps`` training steps: the top operators and, per step, operators launched and syncs."""
-    from torch.profiler import ProfilerActivity, profile  # noqa: PLC0415 - only with --profile
-
     torch.manual_seed(0)
     model = CycleGAN(cfg, device)
     source = batches(cfg, dataset, device)

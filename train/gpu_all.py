@@ -42,8 +42,11 @@ import sys
 import tarfile
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import torch
 
 from realtime.cli.common import cli_entry
 from realtime.core.download import sha256_of
@@ -180,25 +183,29 @@ def _last_line(path: Path) -> str:
 
 
 # ----------------------------------------------------------------------------- export and summary
-def export_all(outcomes: list[Outcome], out: Path) -> None:
-    """Export every checkpoint the jobs left to ``out/onnx/<name>.onnx`` (checked against PyTorch)."""
-    from export import export_model  # noqa: PLC0415 - onnx and onnxruntime load only once training is over
-
+def export_all(outcomes: list[Outcome], out: Path, parallel: int = 4) -> None:
+    """Export every checkpoint the jobs left to ``out/onnx/<name>.onnx`` with ``python -m export`` (checked
+    against PyTorch), ``parallel`` at a time; a failed export is recorded with its one-line error."""
     (out / "onnx").mkdir(parents=True, exist_ok=True)
-    for outcome in outcomes:
-        for name, checkpoint in outcome.job.outputs.items():
-            if not checkpoint.is_file():
-                continue
-            dest = out / "onnx" / f"{name}.onnx"
-            try:
-                dest.unlink(missing_ok=True)
-                result = export_model(checkpoint, dest, name=name)
-            except Exception as exc:  # noqa: BLE001 - one bad export must not cost the others
-                outcome.errors.append(f"export {name}: {str(exc).splitlines()[0][:200] if str(exc) else exc!r}")
-                continue
-            if result.size_bytes > MAX_ONNX_BYTES:
-                outcome.errors.append(f"{dest.name} is {result.size_bytes / 1e6:.1f} MB, over 16 MB")
-            outcome.onnx[name] = result.path
+    tasks = [(o, name, ckpt) for o in outcomes for name, ckpt in o.job.outputs.items() if ckpt.is_file()]
+
+    def export(task: tuple[Outcome, str, Path]) -> None:
+        outcome, name, checkpoint = task
+        dest = out / "onnx" / f"{name}.onnx"
+        dest.unlink(missing_ok=True)
+        command = [sys.executable, "-m", "export", str(checkpoint), "-o", str(dest), "--name", name]
+        done = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
+        if done.returncode != 0 or not dest.is_file():
+            last = (done.stderr.strip().splitlines() or [f"exit {done.returncode}"])[-1]
+            outcome.errors.append(f"export {name}: {last[:300]}")
+            return
+        if dest.stat().st_size > MAX_ONNX_BYTES:
+            outcome.errors.append(f"{dest.name} is {dest.stat().st_size / 1e6:.1f} MB, over 16 MB")
+        outcome.onnx[name] = dest
+        log.info("exported %s (%.1f MB)", dest.name, dest.stat().st_size / 1e6)
+
+    with ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:
+        list(pool.map(export, tasks))
 
 
 def _log_rows(path: Path) -> list[dict[str, str]]:
@@ -241,8 +248,6 @@ def job_figures(outcome: Outcome, settings: RunSettings) -> dict[str, object]:
 
 
 def environment() -> dict[str, str]:
-    import torch  # noqa: PLC0415 - the driver itself needs no torch until here
-
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
     return {
         "gpu": gpu,
@@ -433,7 +438,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     johnson, cyclegan, notes = make_plan(settings, window_end - time.time() - 30)  # 30 s: start-up and saving
     log.info("training until +%.0f s, then exporting %d models", window_end - start, n_models)
     outcomes = Runner(settings, args.parallel, window_end).run(johnson, cyclegan)
-    export_all(outcomes, settings.out)
+    export_all(outcomes, settings.out, parallel=2 if args.tiny else 4)
     figures = [job_figures(o, settings) for o in outcomes]
     summary = write_summary(settings.out, figures, notes, environment(), time.time() - start)
     print(summary.read_text())

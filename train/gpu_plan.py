@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from realtime.core.losses import PALETTE_LAYER_WEIGHTS
+from train import johnson
 
 REPO = Path(__file__).resolve().parents[1]
 STYLES = REPO / "samples" / "styles"
@@ -78,9 +79,7 @@ DEFAULT_STYLE_WEIGHT = 8.0  # what the shipped CPU runs settled on (scale-free l
 
 def johnson_flags() -> dict[str, argparse.Action]:
     """``train.johnson``'s command-line options, by option string (read from its parser, nothing runs)."""
-    from train.johnson import build_parser  # noqa: PLC0415 - only to read its flags
-
-    return {flag: action for action in build_parser()._actions for flag in action.option_strings}
+    return {flag: action for action in johnson.build_parser()._actions for flag in action.option_strings}
 
 
 def johnson_takes_several_styles() -> bool:
