@@ -50,15 +50,15 @@ def test_every_command_line_parses_with_the_trainers_current_flags(tmp_path):
     assert args.preload and args.time_limit == 300 and args.epochs >= 1
     assert set(cyclegan.outputs) == {"horse2zebra", "zebra2horse"}
     # what the plan adds or leaves out follows what train.johnson takes today
-    several, weights = gpu_plan.johnson_takes_several_styles(), gpu_plan.johnson_takes_layer_weights()
+    several = gpu_plan.johnson_takes_several_styles()
     assert any(j.name == "multistyle" for j in johnson) == several == (not any("multistyle" in n for n in notes))
-    assert ("--style-layer-weights" in johnson[0].argv) == weights == (not any("layer" in n for n in notes))
+    assert "--style-layer-weights" not in johnson[0].argv  # equal weights unless asked for
 
 
 def test_multi_style_nets_and_layer_weights_join_once_the_trainer_takes_them(tmp_path, monkeypatch):
     monkeypatch.setattr(gpu_plan, "johnson_takes_several_styles", lambda: True)
     monkeypatch.setattr(gpu_plan, "johnson_takes_layer_weights", lambda: True)
-    johnson, _, notes = make_plan(RunSettings(data=tmp_path, out=tmp_path), 100)
+    johnson, _, notes = make_plan(RunSettings(data=tmp_path, out=tmp_path, style_layer_weights="relu1_1=4"), 100)
     multi = {j.name: j for j in johnson if j.name.startswith("multistyle")}
     assert set(multi) == {"multistyle", "multistyle_small"} and not notes
     assert all(j.argv[j.argv.index("--style-layer-weights") + 1] == "relu1_1=4" for j in johnson)
@@ -181,3 +181,9 @@ def test_the_shell_entry_point_reaches_the_command(tmp_path):
     env = {**os.environ, "PYTHON": sys.executable, "NST_GPU_DATA": str(tmp_path / "nothing")}
     done = subprocess.run(["bash", str(script)], capture_output=True, text=True, env=env, timeout=120)
     assert done.returncode == 2 and done.stderr.strip().startswith("error: --data") and "photos/" in done.stderr
+
+
+def test_layer_weights_asked_for_but_not_taken_are_noted(tmp_path, monkeypatch):
+    monkeypatch.setattr(gpu_plan, "johnson_takes_layer_weights", lambda: False)
+    johnson, _, notes = make_plan(RunSettings(data=tmp_path, out=tmp_path, style_layer_weights="relu1_1=4"), 100)
+    assert "--style-layer-weights" not in johnson[0].argv and any("relu1_1=4 not used" in n for n in notes)

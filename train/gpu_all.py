@@ -376,6 +376,12 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--style-size", type=int, default=d.style_size, help="style image's longer side (%(default)s)")
     g.add_argument("--style-weights", type=parse_style_weights, help="per model, e.g. candy=12,udnie=6 (default 8)")
     g.add_argument("--workers", type=int, default=d.workers, help="loader processes per net (%(default)s)")
+    g.add_argument(
+        "--style-layer-weights",
+        metavar="L=W,...",
+        help="passed to train.johnson once it takes them, e.g. relu1_1=4 (the palette weighting of the one loss; "
+        "default: equal)",
+    )
     c = p.add_argument_group("CycleGAN")
     c.add_argument("--cyclegan-size", type=int, default=d.cyclegan_size, help="crop (%(default)s)")
     c.add_argument("--cyclegan-ngf", type=int, default=d.cyclegan_ngf, help="generator width (%(default)s)")
@@ -414,6 +420,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         batch_size=args.batch_size,
         style_size=args.style_size,
         style_weights=args.style_weights or {},
+        style_layer_weights=args.style_layer_weights,
         workers=args.workers,
         cyclegan_size=args.cyclegan_size,
         cyclegan_ngf=args.cyclegan_ngf,

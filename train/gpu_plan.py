@@ -18,7 +18,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from realtime.core.losses import PALETTE_LAYER_WEIGHTS
 from train import johnson
 
 REPO = Path(__file__).resolve().parents[1]
@@ -61,6 +60,7 @@ class RunSettings:
     batch_size: int = 8
     style_size: int = 512
     style_weights: dict[str, float] = field(default_factory=dict)  # per model; default DEFAULT_STYLE_WEIGHT
+    style_layer_weights: str | None = None  # e.g. "relu1_1=4" (realtime.core.losses.PALETTE_LAYER_WEIGHTS)
     workers: int = 4  # per Johnson process
     cyclegan_size: int = 128
     cyclegan_ngf: int = 32
@@ -136,8 +136,8 @@ def _johnson(name: str, styles: Sequence[str], arch: str, share: float, s: RunSe
     ]
     if not s.tiny and s.device != "cpu":
         argv += ["--amp", "bf16", "--channels-last"]
-    if johnson_takes_layer_weights():  # relu1_1 x4: the painting's palette (realtime.core.losses)
-        argv += ["--style-layer-weights", ",".join(f"{k}={v:g}" for k, v in PALETTE_LAYER_WEIGHTS.items())]
+    if s.style_layer_weights is not None and johnson_takes_layer_weights():
+        argv += ["--style-layer-weights", s.style_layer_weights]
     return Job(name, "train.johnson", argv, {name: checkpoint}, share, log_dir)
 
 
@@ -189,10 +189,9 @@ def make_plan(s: RunSettings, cyclegan_seconds: float) -> tuple[list[Job], Job |
             "multistyle, multistyle_small: not trained, train.johnson takes one --style image here "
             "(they join this run by themselves once it takes several)"
         )
-    if not johnson_takes_layer_weights():
+    if s.style_layer_weights is not None and not johnson_takes_layer_weights():
         notes.append(
-            "style layers weighed equally: train.johnson has no --style-layer-weights yet (with it, this run "
-            "passes relu1_1=4, which takes the painting's palette)"
+            f"style layer weights {s.style_layer_weights} not used: train.johnson has no --style-layer-weights yet"
         )
     cyclegan: Job | None = _cyclegan(s, cyclegan_seconds)
     if s.only:
