@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import re
 import shutil
 import warnings
 from collections.abc import Callable
@@ -241,7 +242,7 @@ class CycleGAN:
     def set_epoch(self, epoch: int) -> None:
         """Advance both learning-rate schedules to 0-based ``epoch``."""
         with warnings.catch_warnings():  # after --resume the new optimisers have not stepped yet; that is fine here
-            warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step()` before")
+            warnings.filterwarnings("ignore", message=re.escape("Detected call of `lr_scheduler.step()` before"))
             while self.sched_G.last_epoch < epoch:
                 self.sched_G.step()
                 self.sched_D.step()
