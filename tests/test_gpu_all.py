@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from realtime.backends.loader import load_stylizer
-from train import gpu_all, gpu_data, gpu_plan
+from train import gpu_all, gpu_data, gpu_plan, gpu_report
 from train.cyclegan import build_parser as cyclegan_parser
 from train.data import Augment, ImageFolder
 from train.gpu_plan import Job, RunSettings, cyclegan_epochs, make_plan, parse_style_weights
@@ -145,11 +145,11 @@ def test_bundle_splits_into_parts_and_leaves_out_what_does_not_fit(tmp_path, mon
     (out / "summary.md").write_text("# run\n")
     (out / "horse2zebra").mkdir()
     (out / "horse2zebra" / "state.pth").write_bytes(rng.bytes(9000))
-    monkeypatch.setattr(gpu_all, "BUNDLE_PART", 6000)
-    monkeypatch.setattr(gpu_all, "BUNDLE_TOTAL", 12000 + 2 * 2**20)  # room for the ONNX files and summary only
-    files = gpu_all.bundle(out, tmp_path / "OUT")
+    monkeypatch.setattr(gpu_report, "BUNDLE_PART", 6000)
+    monkeypatch.setattr(gpu_report, "BUNDLE_TOTAL", 12000 + 2 * 2**20)  # room for the ONNX files and summary only
+    files = gpu_report.bundle(out, tmp_path / "OUT")
     parts = [f for f in files if f.name.startswith("gpu_run.tar.")]
-    assert len(parts) >= 2 and all(p.stat().st_size <= 6000 for p in parts) and len(files) <= gpu_all.BUNDLE_FILES
+    assert len(parts) >= 2 and all(p.stat().st_size <= 6000 for p in parts) and len(files) <= gpu_report.BUNDLE_FILES
     with tarfile.open(fileobj=io.BytesIO(b"".join(p.read_bytes() for p in parts))) as tar:
         assert (out / "onnx" / "b.onnx").read_bytes() == tar.extractfile("gpu_run/onnx/b.onnx").read()
         assert "horse2zebra/state.pth" in tar.extractfile("gpu_run/bundle.txt").read().decode()
