@@ -58,7 +58,7 @@ def export_all(outcomes: list[Outcome], out: Path, parallel: int = 4) -> None:
         outcome, name, checkpoint = task
         dest = out / "onnx" / f"{name}.onnx"
         dest.unlink(missing_ok=True)
-        command = [sys.executable, "-m", "export", str(checkpoint), "-o", str(dest), "--name", name]
+        command = [sys.executable, "-m", "export", str(checkpoint), "-o", str(dest), "--name", name, "--half-weights"]
         done = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
         if done.returncode != 0 or not dest.is_file():
             last = (done.stderr.strip().splitlines() or [f"exit {done.returncode}"])[-1]
