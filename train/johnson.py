@@ -61,6 +61,7 @@ from realtime.core.losses import (
     LossWeights,
     PerceptualLoss,
     StyleTargets,
+    parse_layer_weights,
 )
 from realtime.core.nets.multistyle import ARCHS as MULTI_ARCHS
 from realtime.core.nets.transformer import ARCHS
@@ -96,6 +97,7 @@ RECIPE = (
     "arch",
     "content_layers",
     "style_layers",
+    "style_layer_weights",
     "style_order",
     "seed",
 )
@@ -129,6 +131,7 @@ class JohnsonConfig:
     arch: str = "johnson"
     content_layers: tuple[str, ...] = CONTENT_LAYERS
     style_layers: tuple[str, ...] = STYLE_LAYERS
+    style_layer_weights: str = "equal"  # e.g. "relu1_1=4" (realtime.core.losses.PALETTE_LAYER_WEIGHTS)
     style_order: str = "cycle"
     amp: str = "off"
     channels_last: bool = False
@@ -175,6 +178,7 @@ class JohnsonConfig:
             raise InvalidValue("log_every", f"must be at least 1, got {self.log_every}")
         if self.resume and self.init_from:
             raise InvalidValue("init_from", "cannot be combined with {resume}", mentions=("resume",))
+        parse_layer_weights(self.style_layer_weights, self.style_layers)
         bad = [n for n in self.content_layers + self.style_layers if n not in LAYERS]
         if bad:
             raise InvalidValue(
@@ -375,6 +379,7 @@ def train(config: JohnsonConfig, progress: bool = True, on_step: Callable[[int],
         config.content_layers,
         config.style_layers,
         LossWeights(config.content_weight, config.style_weight, config.tv_weight),
+        parse_layer_weights(config.style_layer_weights, config.style_layers),
     )
     target_index = [torch.tensor([j], device=device) for j in range(len(plan.trained))]
     eye = torch.eye(len(plan.names), device=device) if plan.multi else None
@@ -704,6 +709,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     a("--content-layers", default=",".join(CONTENT_LAYERS), help="VGG19 layers for the content loss")
     a("--style-layers", default=",".join(STYLE_LAYERS), help="VGG19 layers for the style loss")
+    a(
+        "--style-layer-weights",
+        default="equal",
+        help="weights of the style layers, e.g. relu1_1=4 (the painting's palette counts more; layers not named "
+        "weigh 1; default equal)",
+    )
     a("--amp", choices=("off", "bf16", "fp16"), default="off", help="mixed precision (bf16 also on CPU)")
     a("--channels-last", action="store_true", help="NHWC memory layout (faster on recent GPUs)")
     a(
