@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -54,11 +55,15 @@ def test_registry_and_checkpoint_carry_the_style_names(checkpoint) -> None:
     np.testing.assert_allclose(resolver.default(), [1, 0, 0])
 
 
-def test_export_writes_a_two_input_onnx_checked_for_a_style_and_a_blend(checkpoint, tmp_path, capsys) -> None:
-    dest = tmp_path / "multi.onnx"
-    assert export_main([str(checkpoint), "-o", str(dest)]) == 0
-    printed = capsys.readouterr().out
-    assert "multistyle model 'multi'" in printed and printed.count("parity") == 2
+@pytest.fixture(scope="module")
+def exported(checkpoint) -> Path:
+    dest = checkpoint.with_name("multi.onnx")
+    assert export_main([str(checkpoint), "-o", str(dest), "--half-weights"]) == 0
+    return dest
+
+
+def test_export_writes_a_two_input_onnx_checked_for_a_style_and_a_blend(checkpoint, exported, capfd) -> None:
+    dest = exported
     model = onnx.load(str(dest))
     assert [i.name for i in model.graph.input] == ["input", STYLE_INPUT_NAME]
     style_dims = [d.dim_param or d.dim_value for d in model.graph.input[1].type.tensor_type.shape.dim]
@@ -87,6 +92,17 @@ def test_export_writes_a_two_input_onnx_checked_for_a_style_and_a_blend(checkpoi
     assert style_listing(stylizer).splitlines() == ["0\tmosaic", "1\tcandy", "2\train_princess"]
 
 
+def test_the_onnx_file_rebuilds_as_the_pytorch_net(exported) -> None:
+    """On a GPU our .onnx files run on PyTorch (compiled); the multi-style file rebuilds with its style input."""
+    frame = np.random.default_rng(1).integers(0, 256, (28, 40, 3), dtype=np.uint8)
+    via_torch = load_stylizer(exported, device="cpu", backend="torch")
+    via_ort = load_stylizer(exported, device="cpu", backend="onnx")
+    assert isinstance(via_torch.backend.module, MultiStyleNet) and via_torch.style_names() == list(NAMES)
+    for stylizer in (via_torch, via_ort):
+        apply_style_spec(stylizer, "candy:1,rain_princess:3")
+    assert np.abs(via_torch(frame).astype(int) - via_ort(frame).astype(int)).max() <= 1
+
+
 def test_torchscript_and_fp16_exports_verify(checkpoint, tmp_path) -> None:
     script = export_model(checkpoint, tmp_path / "multi.pt")
     assert script.contract.styles == NAMES and all(c.max_levels < 0.5 for c in script.checks)
@@ -94,3 +110,14 @@ def test_torchscript_and_fp16_exports_verify(checkpoint, tmp_path) -> None:
     assert stylizer.style_names() == list(NAMES)
     half = export_model(checkpoint, tmp_path / "multi_fp16.onnx", fp16=True)
     assert half.precision == "fp16" and all(c.max_levels <= 8 for c in half.checks)
+
+
+def test_export_checks_single_styles_then_blends() -> None:
+    from export.verify import _style_vectors
+
+    contract = multistyle_contract(styles=NAMES)
+    generator = torch.Generator().manual_seed(0)
+    torch.testing.assert_close(_style_vectors(contract, 2, True, generator), torch.eye(3)[:2])
+    blends = _style_vectors(contract, 4, False, generator)
+    assert blends.shape == (4, 3) and (blends > 0).all()
+    torch.testing.assert_close(blends.sum(1), torch.ones(4))
