@@ -9,15 +9,20 @@ or a command's own mapping).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
+import signal
 import sys
-from collections.abc import Callable, Mapping, Sequence
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
 
 from realtime.core.errors import InvalidValue, UserError, one_line
+from realtime.core.files import OutputExists, os_error_line
 from realtime.core.model_zoo import format_model_table, list_models
 
 EXIT_USER_ERROR = 2
-EXIT_INTERRUPTED = 130
+EXIT_INTERRUPTED = 130  # 128 + SIGINT; SIGTERM and SIGHUP exit 128 + their number
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name))
 
 Main = Callable[[Sequence[str] | None], "int | None"]
 
@@ -37,12 +42,52 @@ def error_line(exc: BaseException, flags: Mapping[str, str] | None = None) -> st
     if isinstance(exc, InvalidValue):
         hint = f" ({HINTS[exc.name]})" if exc.name in HINTS else ""
         return f"error: {one_line(exc.worded(lambda setting: flag_name(setting, flags)))}{hint}"
+    if isinstance(exc, OutputExists) and "meanwhile" not in str(exc):
+        return f"error: {one_line(exc)}; use {flag_name('force', flags)} to overwrite it"
     return f"error: {one_line(exc)}"
 
 
-def cli_entry(main: Main | None = None, *, flags: Mapping[str, str] | None = None) -> Callable:
-    """Decorate ``main(argv)``: user errors print one line and exit 2; Ctrl-C exits 130.
+class StopSignal(KeyboardInterrupt):
+    """SIGTERM or SIGHUP, raised in the main thread so a command stops as it does on Ctrl-C."""
 
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def stop_signals_as_interrupt() -> Iterator[None]:
+    """Within the block, SIGTERM and SIGHUP raise :class:`StopSignal` (a ``KeyboardInterrupt``).
+
+    So ``kill``, a closed terminal or a service manager end a command the way Ctrl-C does:
+    partial results are kept, temporary files removed. Only the main thread can install
+    handlers; elsewhere (a command called from a worker thread) this does nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: object) -> None:
+        raise StopSignal(signum)
+
+    previous = {}
+    for sig in STOP_SIGNALS:
+        try:
+            previous[sig] = signal.signal(sig, handler)
+        except (OSError, ValueError):  # pragma: no cover - e.g. an embedded interpreter
+            pass
+    try:
+        yield
+    finally:
+        for sig, before in previous.items():
+            signal.signal(sig, before)
+
+
+def cli_entry(main: Main | None = None, *, flags: Mapping[str, str] | None = None) -> Callable:
+    """Decorate ``main(argv)``: user errors and ``OSError`` s print one line and exit 2; Ctrl-C exits 130.
+
+    SIGTERM and SIGHUP are raised as :class:`StopSignal` (a ``KeyboardInterrupt``) while
+    ``main`` runs, so they end a command like Ctrl-C (exit 143 and 129).
     Use as ``@cli_entry`` or ``@cli_entry(flags={"stabilize_strength": "--stabilize"})`` where a
     setting's flag is not simply its name with dashes. Commands leave resumable or playable
     output behind themselves before they re-raise ``KeyboardInterrupt``.
@@ -52,13 +97,21 @@ def cli_entry(main: Main | None = None, *, flags: Mapping[str, str] | None = Non
         @functools.wraps(function)
         def wrapper(argv: Sequence[str] | None = None) -> int:
             try:
-                return int(function(argv) or 0)
+                with stop_signals_as_interrupt():
+                    return int(function(argv) or 0)
             except UserError as exc:
                 print(error_line(exc, flags), file=sys.stderr)
                 return EXIT_USER_ERROR
-            except KeyboardInterrupt:
+            except KeyboardInterrupt as exc:
+                stop = exc if isinstance(exc, StopSignal) else exc.__cause__
+                if isinstance(stop, StopSignal):
+                    print(f"stopped by {signal.Signals(stop.signum).name}", file=sys.stderr)
+                    return 128 + stop.signum
                 print("interrupted", file=sys.stderr)
                 return EXIT_INTERRUPTED
+            except OSError as exc:  # the environment: permissions, a full disk, a vanished device
+                print(f"error: {one_line(os_error_line(exc))}", file=sys.stderr)
+                return EXIT_USER_ERROR
             except MemoryError:
                 print("error: out of memory; try a smaller --size or --batch-size", file=sys.stderr)
                 return EXIT_USER_ERROR

@@ -8,7 +8,6 @@ metadata are copied, and the audio streams are remuxed untouched (no re-encoding
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import sys
 from collections.abc import Sequence
@@ -27,7 +26,8 @@ from realtime.cli.common import (
     strength_or_default,
 )
 from realtime.core.errors import UserError
-from realtime.core.files import atomic_path, ensure_not_an_input
+from realtime.core.files import check_output, ensure_not_an_input, output_file
+from realtime.core.images import IMAGE_SUFFIXES
 from realtime.io.video_files import (
     VIDEO_SUFFIXES,
     EncodeOptions,
@@ -53,7 +53,9 @@ input's size. Odd sizes: yuv420p needs even sides, so an odd-sized output is enc
 (exact size, H.264 4:4:4: ffmpeg/VLC/mpv play it, browsers do not); --pix-fmt yuv420p pads
 the right/bottom edge by one replicated pixel instead.
 --lossless (libx264rgb, crf 0) stores the RGB frames exactly (large files; for tests and masters).
-Ctrl-C stops early and keeps a playable file with the frames done so far under the final name.
+Ctrl-C (or SIGTERM/SIGHUP) stops early and keeps a playable file with the frames done so far
+(audio cut to match) under the output name, or as NAME.partial.mp4 beside an existing file that
+--force would have replaced. Without --force an existing output is never replaced.
 """
 
 
@@ -156,6 +158,8 @@ def gather_inputs(paths: Sequence[str]) -> list[Path]:
             found.extend(videos)
         elif not path.exists():
             raise UserError(f"no such file: {path}")
+        elif path.suffix.lower() in IMAGE_SUFFIXES:
+            raise UserError(f"{path} is a still image, not a video; stylise it with python -m realtime.still")
         else:
             found.append(path)
     return found
@@ -177,11 +181,7 @@ def plan_outputs(inputs: list[Path], output: str | None, label: str, suffix: str
         raise UserError("two inputs would write the same output file; process them into different folders")
     for out in outs:
         ensure_not_an_input(out, inputs)
-        if out.exists() and not force:
-            raise UserError(f"{out} already exists; use --force to overwrite it")
-        folder = next((p for p in [out.parent, *out.parent.parents] if p.exists()), Path("."))
-        if not os.access(folder, os.W_OK):
-            raise UserError(f"output folder {folder} is not writable")
+        check_output(out, force=force)
     return outs
 
 
@@ -228,26 +228,28 @@ def process(path: Path, output: Path, stylizer, stages: list, args: argparse.Nam
     for stage in stages:
         stage.reset()
     interrupted: Interrupted | None = None
-    with atomic_path(output) as tmp:
+    with output_file(output, force=args.force) as pending:
         bar = tqdm(total=total, unit="frame", desc=path.name, disable=args.no_progress, dynamic_ncols=True, leave=False)
         try:
-            writer = VideoWriter(tmp, info, options, size=out_size, start=args.start, duration=args.duration)
+            writer = VideoWriter(pending.tmp, info, options, size=out_size, start=args.start, duration=args.duration)
             frames = read_frames(info, start=args.start, duration=args.duration, size=size)
             stats = run(frames, stylizer, writer, stages, batch_size=args.batch_size, progress=lambda _: bar.update(1))
         except Interrupted as exc:
             if exc.stats.frames == 0:
                 raise
             interrupted, stats = exc, exc.stats
+            pending.partial = True
         except av.error.FFmpegError as exc:
-            if getattr(exc, "errno", None) == 28:
-                raise  # atomic_path reports a full disk
+            if isinstance(exc, OSError):
+                raise  # no permission, disk full, ...: output_file words it
             raise UserError(f"writing {output} failed: {getattr(exc, 'strerror', None) or exc}") from None
         finally:
             bar.close()
     if interrupted is not None:
-        print(
-            f"interrupted: kept the {stats.frames} frames done so far in {output} (playable, partial)", file=sys.stderr
-        )
+        kept = f"kept the {stats.frames} frames done so far in {pending.published} (playable, partial)"
+        if pending.published != output:
+            kept += f"; {output} is unchanged"
+        print(f"interrupted: {kept}", file=sys.stderr)
         raise interrupted
     print(f"{output}: {stats.summary()}")
 

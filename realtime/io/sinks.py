@@ -56,6 +56,12 @@ class TeeSink:
     def abort(self) -> None:
         self._finish("abort")
 
+    def stopped_early(self) -> None:
+        for sink in self.sinks:
+            notice = getattr(sink, "stopped_early", None)
+            if notice is not None:
+                notice()
+
 
 class RecordingSink:
     """Records the stylised stream of ``nst-cam`` to a video file (no overlay, no side-by-side).

@@ -114,11 +114,37 @@ def _reason(exc: BaseException) -> str:
 
 
 def _display_matrix(frame: av.VideoFrame) -> tuple[int, ...] | None:
+    """The frame's display matrix, read only where one rotates or mirrors the picture.
+
+    ``frame.side_data`` is touched only then: in PyAV 18 a side-data entry that carries its own
+    metadata (the ICC profile of a PNG or JPEG frame) is freed twice when the frame is garbage
+    collected, which crashes the interpreter. ``frame.rotation`` reads the matrix in C, safely;
+    it is 0 only without a matrix or for a pure upside-down mirror, which is then not kept.
+    """
+    if not frame.rotation:
+        return None
     try:
         data = bytes(frame.side_data["DISPLAYMATRIX"])
     except (KeyError, ValueError):
         return None
     return tuple(int(v) for v in np.frombuffer(data, dtype=np.int32)[:9]) if len(data) >= 36 else None
+
+
+# Demuxers that read a single still image (``image2`` for numbered files, ``*_pipe`` per codec).
+STILL_IMAGE_FORMATS = ("image2", "png_pipe", "jpeg_pipe", "webp_pipe", "bmp_pipe", "tiff_pipe", "jpegls_pipe")
+
+
+def _first_frame(container: av.container.InputContainer, stream: av.VideoStream) -> av.VideoFrame | None:
+    """Decode the first frame of ``stream``; the decoding generator is closed before it is dropped.
+
+    A PyAV generator left suspended until garbage collection may run after its container was
+    closed; closing it here keeps every PyAV object's end in an order that cannot crash.
+    """
+    frames = container.decode(stream)
+    try:
+        return next(frames, None)
+    finally:
+        frames.close()
 
 
 def probe(path: str | os.PathLike) -> VideoInfo:
@@ -129,10 +155,12 @@ def probe(path: str | os.PathLike) -> VideoInfo:
         if not container.streams.video:
             kinds = sorted({s.type for s in container.streams}) or ["nothing"]
             raise UserError(f"{path}: no video stream (it holds {', '.join(kinds)})")
+        if set(container.format.name.split(",")) & set(STILL_IMAGE_FORMATS):
+            raise UserError(f"{path}: a still image, not a video")
         stream = container.streams.video[0]
         first = None
         try:
-            first = next(iter(container.decode(stream)), None)
+            first = _first_frame(container, stream)
         except av.error.FFmpegError as exc:
             raise UserError(f"{path}: cannot decode the video (corrupt or truncated?): {_reason(exc)}") from None
         if first is None:
@@ -188,10 +216,12 @@ def read_frames(
     end = begin + duration if duration is not None else None
     count = packets = 0
     last_pts: int | None = None
+    demuxed = None
     try:
         if start > 0:
             container.seek(round(begin / tb), stream=stream, backward=True)
-        for packet in container.demux(stream):
+        demuxed = container.demux(stream)
+        for packet in demuxed:
             packets += 1 if packet.size else 0
             for frame in packet.decode():
                 pts = frame.pts if frame.pts is not None else (last_pts + step if last_pts is not None else 0)
@@ -218,6 +248,8 @@ def read_frames(
             f"{info.path}: decoding failed after {count} frames (corrupt or truncated?): {_reason(exc)}"
         ) from None
     finally:
+        if demuxed is not None:
+            demuxed.close()  # before the container: see _first_frame
         container.close()
     if count == 0:
         where = f" after {start:g} s" if start else ""
@@ -322,6 +354,7 @@ class VideoWriter:
         self._audio_packets: Iterator[av.Packet] | None = None
         self._audio_map: dict[int, av.stream.Stream] = {}
         self._pending: av.Packet | None = None
+        self._cut: float | None = None  # input seconds: no audio past this (set by stopped_early)
         self.container = av.open(str(self.path), "w")
         try:
             self._add_video(options, info)
@@ -391,7 +424,7 @@ class VideoWriter:
                 try:
                     packet = next(self._audio_packets)
                 except (StopIteration, av.error.FFmpegError):
-                    self._audio_packets = None
+                    self._end_audio()
                     return
             if packet.dts is None or packet.pts is None:
                 continue  # demuxer flush packets
@@ -402,7 +435,10 @@ class VideoWriter:
             if self.shift > 0 and t + 1e-6 < self.begin:
                 continue  # (without --start, keep priming packets)
             if self.end is not None and t >= self.end - 1e-6:
-                self._audio_packets = None
+                self._end_audio()
+                return
+            if self._cut is not None and t + float((packet.duration or 0) * packet.time_base) > self._cut + 1e-3:
+                self._end_audio()  # stopped early: no audio past the last video frame
                 return
             if self.shift > 0:
                 shift = round(self.shift / packet.time_base)
@@ -465,11 +501,28 @@ class VideoWriter:
         finally:
             self._close_audio()
 
+    def stopped_early(self) -> None:
+        """The run ends before the input did (Ctrl-C): copy no audio past the last written frame.
+
+        ``close()`` then writes a file whose audio, video and container durations agree. The
+        audio ends at the last whole audio packet that fits (within one packet, ~20 ms).
+        """
+        if self._last_pts is None:
+            self._cut = self.begin
+        else:
+            self._cut = float((self._last_pts + self._step + self._offset) * self.time_base)
+
+    def _end_audio(self) -> None:
+        if self._audio_packets is not None:
+            self._audio_packets.close()  # the demuxing generator ends before its container
+            self._audio_packets = None
+        self._pending = None
+
     def _close_audio(self) -> None:
+        self._end_audio()
         if self._audio_in is not None:
             self._audio_in.close()
             self._audio_in = None
-        self._audio_packets = None
 
     def __enter__(self) -> VideoWriter:
         return self
