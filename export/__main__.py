@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from export import FORMATS, export_model
 from realtime.cli.common import cli_entry
 from realtime.core.errors import UserError
+from realtime.core.files import check_output
 from realtime.core.model_zoo import resolve_model
 from realtime.core.onnx_file import DEFAULT_OPSET
 
@@ -42,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
         "or a model name from --list-models of the still/video/camera commands",
     )
     parser.add_argument("-o", "--output", required=True, help="output file: .onnx or .pt")
+    parser.add_argument("-f", "--force", action="store_true", help="replace --output if it exists")
     parser.add_argument(
         "--fp16", action="store_true", help="half-precision weights and compute, float32 inputs/outputs (for GPUs)"
     )
@@ -71,6 +73,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
     if not any(args.output.lower().endswith(s) for s in FORMATS):
         raise UserError(f"--output {args.output} must end in .onnx (ONNX) or .pt (TorchScript)")
+    check_output(args.output, force=args.force)  # before a download or a load
     source = resolve_model(args.checkpoint)  # a file, a name in weights/, or a published model
     result = export_model(
         source,
@@ -81,6 +84,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         name=args.name,
         tolerance_levels=args.tolerance,
         verify=not args.no_verify,
+        force=args.force,
     )
     c = result.contract
     shape = f"fixed {c.fixed_size[0]}x{c.fixed_size[1]}" if c.fixed_size else "any batch/height/width"

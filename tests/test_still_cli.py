@@ -180,7 +180,7 @@ def test_nan_loss_leaves_the_existing_output_alone(capsys, pics, tmp_path, monke
     monkeypatch.setattr(
         realtime.core.gatys.GatysObjective, "__call__", lambda self, image: (image * float("nan")).sum()
     )
-    assert still.main(gatys_args(pics, out, "--size", "32", "--steps", "2")) == 2
+    assert still.main(gatys_args(pics, out, "--size", "32", "--steps", "2", "--force")) == 2
     lines = capsys.readouterr().err.strip().splitlines()  # the progress bar, then one error line
     assert [line for line in lines if line.startswith("error:")] == [lines[-1]]
     assert "loss became nan at step 1" in lines[-1]
@@ -242,6 +242,7 @@ def test_model_methods_hand_their_settings_to_model_still(capsys, pics, tmp_path
     assert (
         still.main(
             ["--model", "candy", "--content", str(pics["content"]), "-o", str(out), "--size", "64", "--preserve-color"]
+            + ["--force"]  # the same output again
         )
         == 0
     )

@@ -34,7 +34,7 @@ from realtime.cli.common import (
     strength_or_default,
 )
 from realtime.core.errors import UserError
-from realtime.core.files import atomic_path, ensure_not_an_input
+from realtime.core.files import check_output, ensure_not_an_input, output_file
 from realtime.core.images import write_image
 from realtime.pipeline import StopRun, run
 from realtime.stages import DEFAULT_STRENGTH, build_stages
@@ -174,7 +174,11 @@ class Controls:
             return None
         stamp = time.strftime("%Y%m%d-%H%M%S")
         path = self.snapshot_dir / f"nst-cam_{self.models.name}_{stamp}_{self.state.snapshots:03d}.png"
-        write_image(path, frame)
+        try:
+            write_image(path, frame, force=False)
+        except UserError as exc:  # a full disk or a read-only folder must not end the live view
+            print(f"error: snapshot not saved: {' '.join(str(exc).split())}", file=sys.stderr)
+            return None
         print(f"saved {path}")
         return path
 
@@ -252,8 +256,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     output = Path(args.output) if args.output else None
     if output is not None:
         ensure_not_an_input(output, [args.source])
-        if output.exists() and not args.force:
-            raise UserError(f"{output} already exists; use --force to overwrite it")
+        check_output(output, force=args.force)
     size = parse_size(args.size) if args.size else None
     capture_size = parse_size(args.camera_size, "--camera-size") if args.camera_size else None
     stabilize = DEFAULT_STRENGTH if args.stabilize == "default" else args.stabilize
@@ -285,14 +288,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         if output is None:
             return _run(frames, models, None, stages.ordered, controls, args, source)
         stopped: BaseException | None = None
-        with atomic_path(output) as tmp:
+        with output_file(output, force=args.force) as pending:
             try:
-                return _run(frames, models, tmp, stages.ordered, controls, args, source)
+                return _run(frames, models, pending.tmp, stages.ordered, controls, args, source)
             except (CameraLost, KeyboardInterrupt) as exc:  # keep the recording, then report
                 stopped = exc
+                pending.partial = True
+    where = f"the recording so far is in {pending.published}"
+    if pending.published != output:
+        where += f" ({output} is unchanged)"
     if isinstance(stopped, CameraLost):
-        raise UserError(f"{stopped}; the recording so far is in {output}")
-    print(f"interrupted: the recording so far is in {output}", file=sys.stderr)
+        raise UserError(f"{stopped}; {where}")
+    print(f"interrupted: {where}", file=sys.stderr)
     raise stopped
 
 

@@ -24,8 +24,8 @@ from tqdm import tqdm
 
 from realtime.cli.common import ListModelsAction, OneLineParser, attach_dash_values, cli_entry
 from realtime.core.errors import UserError
-from realtime.core.files import ensure_not_an_input
-from realtime.core.images import IMAGE_SUFFIXES, read_image, write_image
+from realtime.core.files import OutputExists, check_output, ensure_not_an_input, glob_escape
+from realtime.core.images import IMAGE_SUFFIXES, read_image, write_image, write_partial_image
 
 DEFAULT_GATYS_SIZE = 512
 # Flags that belong to one kind of method; argparse leaves them None unless given.
@@ -61,7 +61,7 @@ EPILOG = """examples:
       --preserve-color --snapshot-every 50 -o out/mix.png
 
   # a trained fast model (Johnson) at 60% strength, or a CycleGAN generator
-  python -m realtime.still --method johnson --model weights/candy.pth --content photo.jpg --strength 0.6 -o out.jpg
+  python -m realtime.still --method johnson --model weights/candy.onnx --content photo.jpg --strength 0.6 -o out.jpg
   python -m realtime.still --method cyclegan --model horse2zebra.onnx --content horse.jpg -o zebra.png
 
 gatys losses are scale-free: content = ||F-Fc||^2/||Fc||^2 on relu4_2; style = the mean over
@@ -70,6 +70,8 @@ So the default weights (content 1, style 10, tv 1) suit any image and size.
 --preserve-color: gatys matches each style image's colour mean and covariance to the content
 before optimising (Gatys et al. 2017); the model methods keep the content's chroma and take
 only the stylised luminance (realtime.stages.color.preserve_color).
+An existing output is replaced only with --force. Ctrl-C (or SIGTERM) during gatys saves the
+image as it is at that step, under the output name, or as NAME.partial.EXT beside an existing file.
 """
 
 
@@ -102,6 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="longer side of the output in pixels (gatys: "
         f"default {DEFAULT_GATYS_SIZE}; models: default the input's size)",
     )
+    p.add_argument("--force", "-f", action="store_true", help="replace --output (and snapshots) if they exist")
     p.add_argument("--preserve-color", action="store_true", help="keep the content's colours (see below)")
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda or cuda:N (default auto)")
 
@@ -195,6 +198,12 @@ def check_common(args: argparse.Namespace, inputs: Sequence[str]) -> None:
     if Path(args.output).is_dir():
         raise UserError(f"output {args.output} is a folder; give a file name")
     ensure_not_an_input(args.output, inputs)
+    check_output(args.output, force=args.force)
+    if getattr(args, "snapshot_every", None) and not args.force:
+        output = Path(args.output)
+        taken = sorted(output.parent.glob(f"{glob_escape(output.stem)}.step[0-9]*{glob_escape(output.suffix)}"))
+        if taken:
+            raise OutputExists(f"snapshots of an earlier run are in the way ({taken[0]}, ...)", taken[0])
 
 
 def snapshot_path(output: Path, step: int) -> Path:
@@ -246,17 +255,37 @@ def run_gatys(args: argparse.Namespace) -> np.ndarray:
     vgg = vgg.to(device)
     output = Path(args.output)
     bar = tqdm(total=config.steps, desc="gatys", unit="step", dynamic_ncols=True)
+    latest = []  # the last step's Progress: Ctrl-C saves its image
 
     def on_step(p) -> None:
+        latest[:] = [p]
         bar.update(1)
         bar.set_postfix_str(f"loss {p.loss:.4g}, {p.size[1]}x{p.size[0]}", refresh=False)
         if args.snapshot_every and p.step % args.snapshot_every == 0 and p.step < p.total:
-            write_image(snapshot_path(output, p.step), p.image())
+            write_image(snapshot_path(output, p.step), p.image(), force=args.force)
 
     try:
         return stylize(content, styles, vgg, device, config, on_step=on_step)
+    except KeyboardInterrupt:
+        bar.close()
+        if latest:
+            save_interrupted(output, latest[0])
+        raise
     finally:
         bar.close()
+
+
+def save_interrupted(output: Path, progress) -> Path:
+    """Ctrl-C during Gatys: keep the image as it is now (not over an existing file; see write_partial_image)."""
+    image = progress.image()
+    where = write_partial_image(output, image)
+    note = "" if where == output else f"; {output} is unchanged"
+    print(
+        f"interrupted at step {progress.step}/{progress.total}: saved the current image "
+        f"({image.shape[1]}x{image.shape[0]}) to {where}{note}",
+        file=sys.stderr,
+    )
+    return where
 
 
 def run_model(args: argparse.Namespace, method: str) -> np.ndarray:
@@ -293,7 +322,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # read when torch loads, just below
     start = time.perf_counter()
     result = run_gatys(args) if method == "gatys" else run_model(args, method)
-    write_image(args.output, result)
+    write_image(args.output, result, force=args.force)
     print(f"wrote {args.output} ({result.shape[1]}x{result.shape[0]}) in {time.perf_counter() - start:.1f} s")
     return 0
 
