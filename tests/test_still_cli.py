@@ -251,7 +251,7 @@ def test_model_methods_hand_their_settings_to_model_still(capsys, pics, tmp_path
     capsys.readouterr()
     fails(
         capsys,
-        ["--model", "candy", "--content", str(pics["content"]), "-o", str(out), "--strength", "1.5"],
+        ["--model", "candy", "--content", str(pics["content"]), "-o", str(out), "--strength", "1.5", "--force"],
         "--strength",
     )
     fails(
