@@ -267,6 +267,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     outputs = plan_outputs(inputs, args.output, model_label(args.model), suffix, args.force)
     stabilize = DEFAULT_STRENGTH if args.stabilize == "default" else args.stabilize
     stages = build_stages(args.strength, args.preserve_color, stabilize).ordered
+    if len(inputs) == 1:
+        probe(inputs[0])  # a bad input is reported before the model loads (seconds)
 
     # Lazy: the backends import torch (about 2 s), which --help and bad input skip.
     from realtime.backends.loader import load_for_pipeline  # noqa: PLC0415

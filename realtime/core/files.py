@@ -81,9 +81,19 @@ def check_output(final: str | os.PathLike, *, force: bool = False) -> Path:
     folder = next((p for p in [final.parent, *final.parent.parents] if p.exists()), Path("."))
     if not folder.is_dir():
         raise UserError(f"cannot write {final}: {folder} is not a folder")
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise UserError(f"cannot write {final}: the folder {folder} is not writable")
+    _check_writable(folder, final)
     return final
+
+
+def _check_writable(folder: Path, final: Path) -> None:
+    if os.access(folder, os.W_OK | os.X_OK):
+        return
+    try:
+        read_only = bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
+    except (OSError, AttributeError):
+        read_only = False
+    why = "is on a read-only file system" if read_only else "is not writable (permission denied)"
+    raise UserError(f"cannot write {final}: the folder {folder} {why}")
 
 
 _WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG, errno.EIO, errno.EACCES, errno.EPERM}
@@ -102,8 +112,7 @@ def _prepare_folder(final: Path) -> None:
         final.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UserError(os_error_line(exc, final.parent, "cannot create the folder")) from None
-    if not os.access(final.parent, os.W_OK | os.X_OK):
-        raise UserError(f"cannot write {final}: the folder {final.parent} is not writable")
+    _check_writable(final.parent, final)
 
 
 def _pid_alive(pid: int) -> bool:
@@ -239,7 +248,8 @@ def output_file(final: str | os.PathLike, *, force: bool = False, suffix: str | 
                 kept = _free_sibling(final, "new")
                 os.replace(tmp, kept)
                 raise OutputExists(
-                    f"{final} was written by another run meanwhile; left it as it is, this run's result is {kept}",
+                    f"{final} already exists: another run wrote it meanwhile; "
+                    f"it was left as it is, this run's result is {kept}",
                     final,
                 ) from None
     except OSError as exc:
