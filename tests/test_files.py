@@ -42,7 +42,7 @@ def test_publishes_and_refuses_an_existing_file_without_force(tmp_path):
 
 def test_a_second_writer_gets_exists_and_its_result_is_kept_beside(tmp_path):
     final = tmp_path / "clip.mp4"
-    with pytest.raises(OutputExists, match="another run meanwhile") as caught:
+    with pytest.raises(OutputExists, match="already exists: another run wrote it meanwhile") as caught:
         with output_file(final) as pending:
             pending.tmp.write_text("mine")
             final.write_text("theirs")  # the other run publishes first
