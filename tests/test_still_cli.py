@@ -191,7 +191,8 @@ def test_nan_loss_leaves_the_existing_output_alone(capsys, pics, tmp_path, monke
 def fake_model_still(monkeypatch) -> list[dict]:
     calls: list[dict] = []
 
-    def stylize_image(content_rgb, model, **kwargs):
+    def stylize_image(content_rgb, model, *, max_memory, progress, **kwargs):
+        assert max_memory >= 64 << 20 and callable(progress)  # the tiling budget and its progress bar
         calls.append(dict(shape=content_rgb.shape, model=model, **kwargs))
         return 255 - content_rgb
 

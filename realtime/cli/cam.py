@@ -28,6 +28,7 @@ from realtime.cli.common import (
     ListModelsAction,
     OneLineParser,
     attach_dash_values,
+    check_frame_memory,
     cli_entry,
     number,
     parse_size,
@@ -258,6 +259,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         ensure_not_an_input(output, [args.source])
         check_output(output, force=args.force)
     size = parse_size(args.size) if args.size else None
+    if size is not None:
+        check_frame_memory(*size)
     capture_size = parse_size(args.camera_size, "--camera-size") if args.camera_size else None
     stabilize = DEFAULT_STRENGTH if args.stabilize == "default" else args.stabilize
     stages = build_stages(args.strength, args.preserve_color, stabilize, stabilizer_available=True)

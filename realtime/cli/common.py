@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 
 from realtime.core.errors import InvalidValue, UserError, one_line
 from realtime.core.files import OutputExists, os_error_line
+from realtime.core.memory import default_budget, format_bytes, physical_memory, whole_frame_bytes
 from realtime.core.model_zoo import format_model_table, list_models
 
 EXIT_USER_ERROR = 2
@@ -149,15 +150,38 @@ def strength_or_default(text: str) -> float | str:
     return text if text == "default" else number(text)
 
 
+MAX_SIDE = 16384  # the widest frame the video encoders take (libx264, libx265)
+
+
 def parse_size(text: str, flag: str = "--size") -> tuple[int, int]:
-    """``"640x360"`` -> ``(640, 360)``; each side at least 16 pixels."""
+    """``"640x360"`` -> ``(640, 360)``; each side 16 to :data:`MAX_SIDE` pixels."""
     try:
         w, h = (int(v) for v in text.lower().split("x"))
     except ValueError:
         raise UserError(f"{flag} takes WIDTHxHEIGHT, e.g. 640x360; got {text!r}") from None
     if w < 16 or h < 16:
         raise UserError(f"{flag} {text}: each side must be at least 16 pixels")
+    if w > MAX_SIDE or h > MAX_SIDE:
+        raise UserError(f"{flag} {text}: each side must be at most {MAX_SIDE} pixels (the video encoders' limit)")
     return w, h
+
+
+def check_frame_memory(width: int, height: int, advice: str = "--size runs the model smaller") -> None:
+    """Before a run: refuse ``width`` x ``height`` frames that need more memory than the machine has, and warn
+    (stderr) when they need more than a quarter of it."""
+    needed = whole_frame_bytes(height, width)
+    total = physical_memory()
+    if total and needed > total:
+        raise UserError(
+            f"frames of {width}x{height} would need about {format_bytes(needed)} each in the model, more than "
+            f"this machine's {format_bytes(total)}; {advice}"
+        )
+    if needed > default_budget():
+        print(
+            f"warning: frames of {width}x{height} need about {format_bytes(needed)} each in the model "
+            f"(over a quarter of the memory); {advice}",
+            file=sys.stderr,
+        )
 
 
 def attach_dash_values(argv: Sequence[str], options: Sequence[str] = ("--input-range",)) -> list[str]:

@@ -26,6 +26,7 @@ from realtime.cli.common import ListModelsAction, OneLineParser, attach_dash_val
 from realtime.core.errors import UserError
 from realtime.core.files import OutputExists, check_output, ensure_not_an_input, glob_escape
 from realtime.core.images import IMAGE_SUFFIXES, read_image, write_image, write_partial_image
+from realtime.core.memory import GATYS_BYTES_PER_PIXEL, default_budget, format_bytes, parse_bytes, whole_frame_bytes
 
 DEFAULT_GATYS_SIZE = 512
 # Flags that belong to one kind of method; argparse leaves them None unless given.
@@ -46,7 +47,7 @@ GATYS_FLAGS = (
     "lr",
     "seed",
 )
-MODEL_FLAGS = ("model", "strength", "provider", "input_range")
+MODEL_FLAGS = ("model", "strength", "provider", "input_range", "max_memory")
 
 EPILOG = """examples:
   # Gatys et al.: 300 L-BFGS steps at 512 px (CUDA when present)
@@ -152,6 +153,12 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--strength", type=float, metavar="S", help="0..1 blend with the original (default 1)")
     m.add_argument("--provider", metavar="NAME", help="onnxruntime execution provider, e.g. CUDAExecutionProvider")
     m.add_argument("--input-range", choices=("0-255", "-1-1"), help="pixel range a foreign ONNX model expects")
+    m.add_argument(
+        "--max-memory",
+        metavar="SIZE",
+        help="memory budget, e.g. 4G: a larger image runs in overlapping tiles with the whole image's statistics "
+        f"(same result, several times slower; default a quarter of the RAM: {format_bytes(default_budget())})",
+    )
     return p
 
 
@@ -238,6 +245,13 @@ def run_gatys(args: argparse.Namespace) -> np.ndarray:
         raise UserError(f"--snapshot-every must be at least 1, got {args.snapshot_every}")
     content = read_image(args.content, max_side=args.size or DEFAULT_GATYS_SIZE)
     styles = [read_image(path) for path in args.style]
+    needed = GATYS_BYTES_PER_PIXEL * content.shape[0] * content.shape[1]
+    if needed > default_budget():
+        print(
+            f"warning: gatys at {content.shape[1]}x{content.shape[0]} needs about {format_bytes(needed)} "
+            f"(more than a quarter of this machine's memory); --size 512 --scales 2 is the way to large stills",
+            file=sys.stderr,
+        )
 
     # Lazy: these import torch; OMP_WAIT_POLICY must be set before that (see main), and --help skips it.
     import torch  # noqa: PLC0415
@@ -296,19 +310,45 @@ def run_model(args: argparse.Namespace, method: str) -> np.ndarray:
     from realtime.stages import check_strength  # noqa: PLC0415
 
     strength = check_strength(args.strength if args.strength is not None else 1.0)
+    budget = parse_bytes(args.max_memory) if args.max_memory else default_budget()
     content = read_image(args.content)
+    height, width = content.shape[:2]
+    if args.size:
+        scale = args.size / max(height, width)
+        height, width = max(1, round(height * scale)), max(1, round(width * scale))
+    needed = whole_frame_bytes(height, width)
+    bar = None
+    if needed > budget:
+        print(
+            f"note: {width}x{height} needs about {format_bytes(needed)} in one piece, over the "
+            f"{format_bytes(budget)} budget (--max-memory); running in tiles (several times slower)",
+            file=sys.stderr,
+        )
+        bar = tqdm(total=None, desc="tiles", unit="tile", dynamic_ncols=True, leave=False)
     device = resolve_device(args.device)
-    return stylize_image(
-        content,
-        args.model,
-        size=args.size,
-        strength=strength,
-        preserve_color=args.preserve_color,
-        device=str(device),
-        provider=args.provider,
-        input_range=args.input_range,
-        family=None if method == "model" else method,
-    )
+
+    def progress(done: int, total: int) -> None:
+        if bar is not None:
+            bar.total = total
+            bar.update(done - bar.n)
+
+    try:
+        return stylize_image(
+            content,
+            args.model,
+            size=args.size,
+            strength=strength,
+            preserve_color=args.preserve_color,
+            device=str(device),
+            provider=args.provider,
+            input_range=args.input_range,
+            family=None if method == "model" else method,
+            max_memory=budget,
+            progress=progress,
+        )
+    finally:
+        if bar is not None:
+            bar.close()
 
 
 @cli_entry

@@ -17,9 +17,11 @@ import av
 from tqdm import tqdm
 
 from realtime.cli.common import (
+    MAX_SIDE,
     ListModelsAction,
     OneLineParser,
     attach_dash_values,
+    check_frame_memory,
     cli_entry,
     number,
     parse_size,
@@ -32,6 +34,7 @@ from realtime.io.video_files import (
     VIDEO_SUFFIXES,
     EncodeOptions,
     VideoWriter,
+    check_encode_options,
     choose_pix_fmt,
     default_encode_options,
     probe,
@@ -193,7 +196,10 @@ def processing_size(info, args: argparse.Namespace) -> tuple[int, int] | None:
     if args.scale is not None:
         if args.scale <= 0:
             raise UserError(f"--scale must be positive, got {args.scale:g}")
-        return tuple(max(16, 2 * round(side * args.scale / 2)) for side in (info.width, info.height))
+        size = tuple(max(16, 2 * round(side * args.scale / 2)) for side in (info.width, info.height))
+        if max(size) > MAX_SIDE:
+            raise UserError(f"--scale {args.scale:g} makes {size[0]}x{size[1]} frames; the limit is {MAX_SIDE} a side")
+        return size
     return None
 
 
@@ -209,6 +215,7 @@ def encode_options(args: argparse.Namespace):
         options.crf = args.crf
     options.bitrate = parse_bitrate(args.bitrate)
     options.preset = args.preset or options.preset
+    check_encode_options(options)
     return options
 
 
@@ -218,6 +225,7 @@ def process(path: Path, output: Path, stylizer, stages: list, args: argparse.Nam
     if args.start and info.duration is not None and args.start >= info.duration:
         raise UserError(f"{path}: --start {args.start:g} s is past the end ({info.duration:.2f} s)")
     size = processing_size(info, args)
+    check_frame_memory(*(size or (info.width, info.height)), advice="--size or --scale runs the model smaller")
     out_size = (info.width, info.height) if (args.keep_size or size is None) else size
     pix_fmt, pad = choose_pix_fmt(options.codec, *out_size, options.pix_fmt)
     if out_size[0] % 2 or out_size[1] % 2:

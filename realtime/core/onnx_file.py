@@ -25,11 +25,13 @@ from typing import Any
 
 import onnx
 import torch
+from onnx import numpy_helper
 from torch import nn
 
 from realtime.core.contract import IOContract
 from realtime.core.errors import UserError
 from realtime.core.files import atomic_path
+from realtime.core.nets.families import detect_foreign
 
 log = logging.getLogger(__name__)
 
@@ -147,3 +149,29 @@ def rewrite_metadata(path: str | Path, changes: dict[str, str]) -> None:
             entry.value = changes[entry.key]
     with atomic_path(path) as tmp:
         onnx.save(model, str(tmp))
+
+
+def torch_net_from_onnx(path: str | Path) -> nn.Module | None:
+    """The PyTorch net whose weights an ONNX file holds, or None.
+
+    Works where the file's initializers are the state dict of a layout the family registry
+    knows (this project's float32 exports keep the parameter names, as do exports of the
+    pytorch/examples and CycleGAN nets); other graphs (fp16 exports, foreign models) give None.
+    The net is in eval mode on the CPU.
+    """
+    try:
+        model = onnx.load(str(path))
+        state = {i.name: torch.from_numpy(numpy_helper.to_array(i).copy()) for i in model.graph.initializer}
+        found = detect_foreign(state)
+        if found is None:
+            return None
+        family, layout = found
+        net = family.runtime_net(**layout.infer_kwargs(state))
+        wanted = net.state_dict()
+        if any(k not in state or state[k].shape != v.shape or state[k].dtype != v.dtype for k, v in wanted.items()):
+            return None
+        net.load_state_dict({k: state[k] for k in wanted})
+    except Exception as exc:  # noqa: BLE001 - any surprise means "not rebuildable": the caller falls back
+        log.debug("cannot rebuild a torch net from %s: %s", path, exc)
+        return None
+    return net.eval()

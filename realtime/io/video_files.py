@@ -53,7 +53,16 @@ VIDEO_SUFFIXES = (
 X264_LIKE = {"libx264", "libx264rgb", "libx265"}
 DEFAULT_CRF = 18.0  # x264/x265: visually close to the source
 DEFAULT_PRESET = "veryfast"  # ~5x cheaper than medium at 640x360, about the same size at crf 18
-CRF_CODECS = {"libx264", "libx264rgb", "libx265", "libvpx", "libvpx-vp9", "libsvtav1", "libaom-av1"}
+CRF_RANGES = {  # the constant-quality scale of each encoder (8-bit video)
+    "libx264": (0, 51),
+    "libx264rgb": (0, 51),
+    "libx265": (0, 51),
+    "libvpx": (4, 63),
+    "libvpx-vp9": (0, 63),
+    "libsvtav1": (0, 63),
+    "libaom-av1": (0, 63),
+}
+CRF_CODECS = set(CRF_RANGES)
 DEFAULT_RATE = Fraction(25)
 
 
@@ -308,6 +317,19 @@ class EncodeOptions:
     audio: bool = True
 
 
+def check_encode_options(options: EncodeOptions) -> None:
+    """Refuse settings the encoder would reject or misread (``crf`` out of range, ``crf`` on a codec without it)."""
+    if options.crf is None:
+        return
+    if options.codec not in CRF_RANGES:
+        raise InvalidValue("crf", f"does not apply to codec {options.codec}; use {{bitrate}}", mentions=("bitrate",))
+    low, high = CRF_RANGES[options.codec]
+    if not low <= options.crf <= high:
+        raise InvalidValue("crf", f"must be between {low} and {high} for {options.codec}, got {options.crf:g}")
+    if options.bitrate is not None and options.bitrate <= 0:
+        raise InvalidValue("bitrate", f"must be positive, got {options.bitrate}")
+
+
 def default_encode_options(codec: str = "libx264", **changes: object) -> EncodeOptions:
     """``nst-video``'s defaults: crf 18 and preset veryfast for x264/x265, the codec's own otherwise."""
     x264 = codec in X264_LIKE
@@ -376,9 +398,8 @@ class VideoWriter:
         stream.time_base = self.time_base
         stream.codec_context.time_base = self.time_base  # pts pass through unscaled (VFR kept)
         opts: dict[str, str] = {}
+        check_encode_options(options)
         if options.crf is not None:
-            if codec not in CRF_CODECS:
-                raise InvalidValue("crf", f"does not apply to codec {codec}; use {{bitrate}}", mentions=("bitrate",))
             opts["crf"] = f"{options.crf:g}"
             if codec.startswith("libvpx"):
                 stream.bit_rate = 0
