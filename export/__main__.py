@@ -6,19 +6,20 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from export import FORMATS, export_model
 from realtime.cli.common import cli_entry
 from realtime.core.errors import UserError
 from realtime.core.files import check_output
-from realtime.core.model_zoo import resolve_model
+from realtime.core.model_zoo import REGISTRY, lookup, resolve_model
 from realtime.core.onnx_file import DEFAULT_OPSET
 
 EPILOG = """examples:
   python -m export checkpoints/starry.pth -o weights/starry.onnx
   python -m export checkpoints/starry.pth -o weights/starry.pt            # TorchScript
   python -m export mosaic.pth -o mosaic-fp16.onnx --fp16                   # pytorch/examples file as published
-  python -m export horse2zebra -o weights/horse2zebra.onnx                 # a published model, by name
+  python -m export published:horse2zebra -o horse2zebra_authors.onnx      # a published model, by name
   python -m export starry.pth -o starry-720p.onnx --static 720 1280       # fixed size, e.g. for TensorRT
 
 The file is written only after it ran at two sizes and matched eager PyTorch (max abs
@@ -75,6 +76,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise UserError(f"--output {args.output} must end in .onnx (ONNX) or .pt (TorchScript)")
     check_output(args.output, force=args.force)  # before a download or a load
     source = resolve_model(args.checkpoint)  # a file, a name in weights/, or a published model
+    if source.suffix.lower() == ".onnx" and not Path(args.checkpoint).suffix and lookup(args.checkpoint, REGISTRY):
+        raise UserError(
+            f"{args.checkpoint} names {source} here, which is already ONNX; "
+            f"published:{args.checkpoint} exports the published checkpoint of that name"
+        )
     result = export_model(
         source,
         args.output,
