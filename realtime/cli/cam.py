@@ -245,6 +245,20 @@ def check_display(environ: dict | None = None) -> None:
         raise UserError("no display found; run with --no-display (and --output FILE to record)")
 
 
+def _with_camera_state(source: str, no_display: str) -> str:
+    """The no-display message, saying in the same line when the camera cannot be opened either."""
+    # Lazy: realtime.io.sources imports PyAV; only this error path and a real run need it.
+    from realtime.io.sources import camera_opens, parse_source  # noqa: PLC0415
+
+    kind, target = parse_source(source)
+    if kind == "camera" and not camera_opens(int(target)):
+        return (
+            f"no camera and no display: camera {target} cannot be opened (none connected, or in use) and "
+            "there is no display; try --source VIDEO_FILE --no-display --output out.mp4"
+        )
+    return no_display
+
+
 @cli_entry(flags={"stabilize": "--stabilize"})
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(attach_dash_values(sys.argv[1:] if argv is None else list(argv)))
@@ -253,7 +267,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.no_display and not args.output and args.max_frames is None:
         print("note: --no-display without --output shows and saves nothing; stop with Ctrl-C", file=sys.stderr)
     if not args.no_display:
-        check_display()
+        try:
+            check_display()
+        except UserError as no_display:
+            raise UserError(_with_camera_state(args.source, str(no_display))) from None
     output = Path(args.output) if args.output else None
     if output is not None:
         ensure_not_an_input(output, [args.source])

@@ -45,7 +45,7 @@ from realtime.stages import DEFAULT_STRENGTH, build_stages
 
 EPILOG = """\
 examples:
-  nst-video clip.mp4 --model weights/candy.pth                 # -> clip_candy.mp4 beside clip.mp4
+  nst-video clip.mp4 --model weights/candy.onnx                # -> clip_candy.mp4 beside clip.mp4
   nst-video clip.mp4 --model candy --size 640x360 --keep-size  # model at 640x360, output at full size
   nst-video holidays/ --model mosaic -o styled/ --stabilize     # every video in a folder, less flicker
   nst-video clip.mp4 --model candy --strength 0.6 --preserve-color --start 10 --duration 5
