@@ -353,3 +353,66 @@ def test_interrupt_without_an_existing_file_keeps_the_partial_under_the_name(tmp
     container, vid, audio = durations(out)
     assert vid == pytest.approx(11 / 20, abs=1e-3) and container == pytest.approx(vid, abs=0.03)
     assert vid - 0.03 <= audio <= vid + 1e-3  # was: all 2 s of audio under 0.55 s of video
+
+
+# -- bad input: one line, blamed on the right thing ------------------------------------------------
+@pytest.mark.parametrize(
+    "extra, expected",
+    [
+        (["--size", "99999x99999"], "--size 99999x99999: each side must be at most 16384 pixels"),
+        (["--crf", "99"], "--crf must be between 0 and 51 for libx264, got 99"),
+        (["--codec", "libvpx-vp9", "--crf", "70"], "--crf must be between 0 and 63 for libvpx-vp9"),
+        (["--scale", "2000"], "--scale 2000 makes 320000x180000 frames; the limit is 16384 a side"),
+    ],
+)
+def test_video_settings_out_of_range_are_blamed(extra, expected, inputs, tmp_path, monkeypatch, capsys):
+    from realtime.cli import video
+
+    install_fake_models(monkeypatch)
+    code = video.main([str(inputs["clip"]), "-m", "x", "-o", str(tmp_path / "o.mp4"), "--no-progress", *extra])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.count("\n") == 0 and expected in err, err
+    assert "corrupt" not in err and not (tmp_path / "o.mp4").exists()
+
+
+def test_frames_larger_than_the_machine_are_refused_before_the_run(inputs, tmp_path, monkeypatch, capsys):
+    import realtime.core.memory
+    from realtime.cli import common, video
+
+    install_fake_models(monkeypatch)
+    for module in (common, realtime.core.memory):
+        monkeypatch.setattr(module, "physical_memory", lambda: 1 << 30)  # a 1 GB machine
+    argv = [str(inputs["clip"]), "-m", "x", "-o", str(tmp_path / "o.mp4"), "--size", "1600x1200", "--no-progress"]
+    assert video.main(argv) == 2
+    err = capsys.readouterr().err
+    assert "would need about 1.8 GB each in the model, more than this machine's 1.0 GB" in err
+    argv[-2] = "800x600"  # 0.45 GB: over a quarter of the memory, runs with a warning
+    assert video.main(argv) == 0 and "warning: frames of 800x600 need about" in capsys.readouterr().err
+
+
+def test_a_bad_checkpoint_is_one_line(inputs, tmp_path, capsys):
+    from realtime.cli import video
+
+    bad = tmp_path / "bad.pth"
+    bad.write_bytes(inputs["ckpt"].read_bytes()[:4000])
+    code = video.main([str(inputs["clip"]), "-m", str(bad), "--device", "cpu", "-o", str(tmp_path / "o.mp4")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.count("\n") == 0 and "not a readable PyTorch checkpoint" in err, err
+
+
+@pytest.mark.parametrize("camera", [False, True])
+def test_no_display_says_whether_the_camera_is_missing_too(camera, monkeypatch, capsys):
+    import realtime.io.sources
+    from realtime.cli import cam
+
+    for name in ("DISPLAY", "WAYLAND_DISPLAY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("QT_QPA_PLATFORM", "xcb")
+    monkeypatch.setattr(realtime.io.sources, "camera_opens", lambda index: camera)
+    assert cam.main(["-m", "x"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0
+    if camera:
+        assert err == "error: no display found; run with --no-display (and --output FILE to record)"
+    else:
+        assert err.startswith("error: no camera and no display: camera 0 cannot be opened") and "--source" in err
