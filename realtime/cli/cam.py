@@ -44,6 +44,7 @@ KEYS_HELP = (
     "keys: n/p next/previous model, +/- strength, c colour preservation, t stabiliser, "
     "s snapshot, space side by side, q/Esc quit"
 )
+KEYS_HINT = "n/p model  +/- strength  c colour  t stabiliser  s snapshot  space side by side  q quit"
 STRENGTH_STEP = 0.1
 ESC = 27
 
@@ -139,6 +140,7 @@ class Controls:
         self.models, self.blend, self.color, self.stabilizer = models, blend, color, stabilizer
         self.snapshot_dir = snapshot_dir
         self.window: Any = None  # the WindowSink, for snapshots of the last frame
+        self.style_label: str | None = None  # shown as a "style ..." line where a model takes a style
         self.apply(state)
 
     def on_key(self, key: int) -> None:
@@ -161,13 +163,15 @@ class Controls:
         self.state = state
 
     def status(self) -> list[str]:
+        """The overlay's lines: the model (and its place in the cycle), the style where one is set, the state."""
         s = self.state
-        flags = [f"strength {s.strength:.1f}"]
-        if s.preserve_color:
-            flags.append("colour kept")
-        if s.stabilize:
-            flags.append("stabilised")
-        return [f"[{s.model + 1}/{s.models}] {self.models.name}", "  ".join(flags)]
+        lines = [f"{self.models.name}  [{s.model + 1}/{s.models}]"]
+        if self.style_label:
+            lines.append(f"style {self.style_label}")
+        colour = "colour kept" if s.preserve_color else "colour off"
+        stabiliser = "stabiliser on" if s.stabilize else "stabiliser off"
+        lines.append(f"strength {s.strength:.1f}  {colour}  {stabiliser}")
+        return lines
 
     def snapshot(self) -> Path | None:
         frame = getattr(self.window, "last_frame", None)
@@ -343,6 +347,7 @@ def _run(
             on_key=controls.on_key,
             status=controls.status,
             side_by_side=lambda: controls.state.side_by_side,
+            hint=KEYS_HINT,
         )
         controls.window = window
         print(KEYS_HELP, file=sys.stderr)
