@@ -291,3 +291,30 @@ def test_gatys_path_imports_stay_lean(pics, tmp_path):
     )
     assert done.returncode == 0, done.stderr
     assert "HEAVY []" in done.stdout, done.stdout
+
+
+@pytest.mark.parametrize("existing", [False, True])
+def test_gatys_ctrl_c_saves_the_current_image(existing, capsys, pics, tmp_path, monkeypatch):
+    import realtime.core.gatys
+
+    real_step, steps = realtime.core.gatys._one_step, []
+
+    def step(*args):
+        steps.append(1)
+        if len(steps) == 4:
+            raise KeyboardInterrupt  # Ctrl-C in the middle of the fourth step
+        return real_step(*args)
+
+    monkeypatch.setattr(realtime.core.gatys, "_one_step", step)
+    out = tmp_path / "g.png"
+    if existing:
+        out.write_bytes(b"an earlier result")
+    extra = ("--size", "32", "--steps", "50", *(["--force"] if existing else []))
+    assert still.main(gatys_args(pics, out, *extra)) == 130
+    err = capsys.readouterr().err
+    saved = tmp_path / "g.partial.png" if existing else out
+    assert f"interrupted at step 3/50: saved the current image (32x24) to {saved}" in err
+    assert read_image(saved).shape == (24, 32, 3)
+    if existing:
+        assert out.read_bytes() == b"an earlier result" and f"{out} is unchanged" in err
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []

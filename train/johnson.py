@@ -37,6 +37,7 @@ from realtime.core.checkpoint import json_safe, load_model, save_checkpoint
 from realtime.core.contract import johnson_contract
 from realtime.core.devices import resolve_device
 from realtime.core.errors import InvalidValue, UserError
+from realtime.core.files import check_output
 from realtime.core.images import read_image
 from realtime.core.losses import (
     GATYS_STYLE_LAYERS,
@@ -457,6 +458,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
     args = build_parser().parse_args(argv)
+    check_output(args.output, force=True)  # an unwritable folder is one line now, not after the setup
     if args.threads:
         torch.set_num_threads(args.threads)
     config = JohnsonConfig(

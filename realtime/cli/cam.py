@@ -355,7 +355,10 @@ def _run(
     if record_to is not None:
         recorder = RecordingSink(record_to, source.rate, EncodeOptions(crf=20.0, preset="veryfast", audio=False))
     sink = TeeSink(window, recorder)
-    stats = run(frames, models, sink, stages, queue_size=1 if source.live else 4, live=source.live)
+    # Cameras hand over their newest frame (live); a file shown in a window plays every frame, and a
+    # queue deeper than one frame there would add latency without adding speed (the model sets the pace).
+    queue = 1 if source.live or window is not None else 4
+    stats = run(frames, models, sink, stages, queue_size=queue, live=source.live)
     dropped = f", {source.dropped} stale camera frames skipped" if source.live else ""
     print(f"{stats.summary()}; latency {stats.mean_latency * 1000:.0f} ms{dropped}")
     return 0
