@@ -116,6 +116,8 @@ def _prepare_folder(final: Path) -> None:
 
 
 def _pid_alive(pid: int) -> bool:
+    if os.name == "nt":  # os.kill(pid, 0) would terminate the process there: never clear
+        return True
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
