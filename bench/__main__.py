@@ -16,7 +16,11 @@ BENCHMARKS = {
     "cyclegan": ("bench.cyclegan_train", "CycleGAN training iterations/s: tuned vs plain fp32"),
     "video": ("bench.video", "frames/s per backend, model alone and end to end, vs eager fp32"),
     "stabilize": ("bench.stabilize", "flicker score and fps: input floor, per-frame, stabilised"),
+    "pipeline": ("bench.pipeline", "decode/model/encode overlap: the pipeline's wall time vs a serial loop"),
+    "serve": ("bench.serve", "nst-serve under load: per-client fps and latency, throughput vs nst-video"),
     "quality": ("bench.quality", "style and content distances of the shipped models; README gallery"),
+    "gpu": ("bench.gpu", "GPU runtime: model per setting, nst-video, --stabilize, .onnx, live latency, startup"),
+    "arbitrary": ("bench.arbitrary", "arbitrary-style family vs the peer's 384 path: ms/frame, the g key, compile"),
 }
 
 

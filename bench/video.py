@@ -102,7 +102,11 @@ def backends(spec: str, have_cuda: bool, have_ort_cuda: bool) -> list[tuple[str,
 
     rows: list[tuple[str, str, Callable[[], Any]]] = [
         ("default (nst-video, cpu)", "as loaded", lambda: load_for_pipeline(spec, device="cpu")),
-        ("torch eager", "fp32", lambda: load_stylizer(spec, backend="torch", device="cpu", progress=False)),
+        (
+            "torch eager",
+            "fp32",
+            lambda: load_stylizer(spec, backend="torch", device="cpu", compile=False, progress=False),
+        ),
         ("onnxruntime CPU", "fp32", lambda: load_stylizer(spec, backend="onnx", provider="cpu", progress=False)),
     ]
     if have_ort_cuda:
@@ -121,7 +125,7 @@ def backends(spec: str, have_cuda: bool, have_ort_cuda: bool) -> list[tuple[str,
             (
                 "torch CUDA eager",
                 "fp32",
-                lambda: load_stylizer(spec, backend="torch", device="cuda", half=False, progress=False),
+                lambda: load_stylizer(spec, backend="torch", device="cuda", half=False, compile=False, progress=False),
             )
         )
         rows.append(
@@ -129,7 +133,7 @@ def backends(spec: str, have_cuda: bool, have_ort_cuda: bool) -> list[tuple[str,
                 "torch CUDA channels_last",
                 "fp16",
                 lambda: TorchStylizer(
-                    resolve_model(spec, progress=False), device="cuda", half=True, channels_last=True
+                    resolve_model(spec, progress=False), device="cuda", half=True, channels_last=True, compile=False
                 ),
             )
         )

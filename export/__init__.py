@@ -49,7 +49,7 @@ class _Fp32Norm(nn.Module):
 
 
 class HalfPrecision(nn.Module):
-    """``(B, 3, H, W)`` float32 in -> the wrapped net in float16 -> float32 out (casts at the boundary)."""
+    """``(B, 3, H, W)`` float32 in (and a conditioned net's style vector) -> the net in float16 -> float32 out."""
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
@@ -59,8 +59,8 @@ class HalfPrecision(nn.Module):
                 if isinstance(child, nn.InstanceNorm2d):
                     setattr(parent, child_name, _Fp32Norm(child))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(x.half()).float()
+    def forward(self, x: torch.Tensor, *conditions: torch.Tensor) -> torch.Tensor:
+        return self.model(x.half(), *(c.half() for c in conditions)).float()
 
 
 @dataclass

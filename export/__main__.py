@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from export import FORMATS, export_model
-from realtime.cli.common import cli_entry
+from realtime.cli.common import cli_entry, configure_logging
 from realtime.core.errors import UserError
 from realtime.core.files import check_output
 from realtime.core.model_zoo import REGISTRY, lookup, resolve_model
@@ -21,6 +20,7 @@ EPILOG = """examples:
   python -m export mosaic.pth -o mosaic-fp16.onnx --fp16                   # pytorch/examples file as published
   python -m export published:horse2zebra -o horse2zebra_authors.onnx      # a published model, by name
   python -m export starry.pth -o starry-720p.onnx --static 720 1280       # fixed size, e.g. for TensorRT
+  python -m export arbitrary -o weights/arbitrary.onnx                     # image + style vector inputs
 
 The file is written only after it ran at two sizes and matched eager PyTorch (max abs
 error printed in levels of 255). ONNX files take any batch, height and width unless
@@ -32,7 +32,7 @@ error printed in levels of 255). ONNX files take any batch, height and width unl
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m export",
-        description="Export a Johnson transform net or CycleGAN generator to ONNX "
+        description="Export a Johnson transform net, CycleGAN generator or arbitrary-style transform net to ONNX "
         "(.onnx) or TorchScript (.pt), with its IO contract inside, and verify it against PyTorch.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -71,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
 @cli_entry
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
+    configure_logging(args.verbose)
     if not any(args.output.lower().endswith(s) for s in FORMATS):
         raise UserError(f"--output {args.output} must end in .onnx (ONNX) or .pt (TorchScript)")
     check_output(args.output, force=args.force)  # before a download or a load

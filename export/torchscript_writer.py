@@ -29,14 +29,16 @@ def write_torchscript(
     precision: str = "fp32",
     sample_size: tuple[int, int] = (64, 64),
 ) -> Path:
-    """Trace ``module`` (float32 ``(B, 3, H, W)`` in and out) at ``sample_size`` and save it to ``dest``.
+    """Trace ``module`` (float32 ``(B, 3, H, W)`` in and out, plus ``(B, D)`` for a conditioned net) and save it.
 
     Tracing's own self-check is off: :func:`export.verify.verify_export` runs the saved file at
     two other sizes against eager, which is the check that matters (and costs one run, not four).
     """
-    sample = torch.rand(1, 3, *sample_size)
+    sample = (torch.rand(1, 3, *sample_size),)
+    if contract.condition_dim:  # a conditioned net: the style vector is the second input
+        sample += (torch.rand(1, contract.condition_dim),)
     with quiet_jit(), torch.no_grad():
-        traced = torch.jit.trace(module, (sample,), check_trace=False)
+        traced = torch.jit.trace(module, sample, check_trace=False)
         info = {
             "precision": precision,
             "meta": dict(meta or {}),

@@ -2,9 +2,10 @@
 
 The exported file (ONNX through onnxruntime on CPU, TorchScript through ``torch.jit.load``)
 and the eager float32 model both run on the same random inputs, drawn uniformly from the
-contract's value range (noise is a harder case than photographs: larger activations). Both
-outputs are clamped to the value range, as the runtime does, and compared. Errors are
-reported in output units and in levels of 255 (one level = one step of an 8-bit pixel).
+contract's value range (noise is a harder case than photographs: larger activations), plus a
+random style vector in 0..1 for a conditioned net. Both outputs are clamped to the value
+range, as the runtime does, and compared. Errors are reported in output units and in levels
+of 255 (one level = one step of an 8-bit pixel).
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 import torch
 from torch import nn
 
@@ -47,21 +47,28 @@ class Check:
         )
 
 
-def _runner(path: Path) -> Callable[[np.ndarray], np.ndarray]:
-    """A function running the exported file on float32 ``(B, 3, H, W)`` on the CPU."""
+def _runner(path: Path) -> Callable[..., np.ndarray]:
+    """A function running the exported file on float32 ``(B, 3, H, W)`` (plus a ``(B, D)`` style vector
+    for a conditioned net) on the CPU."""
     if path.suffix.lower() == ".onnx":
+        try:  # the [cpu] or [gpu] extra installs it (one of onnxruntime / onnxruntime-gpu, never both)
+            import onnxruntime as ort  # noqa: PLC0415 - optional package; only .onnx exports need it
+        except ImportError:
+            raise UserError(
+                f"checking {path.name} needs ONNX Runtime: pip install onnxruntime (or onnxruntime-gpu on NVIDIA)"
+            ) from None
         try:
             session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own exception types
             raise UserError(f"onnxruntime cannot load the exported {path.name}: {str(exc)[:200]}") from None
-        name = session.get_inputs()[0].name
-        return lambda x: session.run(None, {name: x})[0]
+        names = [i.name for i in session.get_inputs()]
+        return lambda *inputs: session.run(None, dict(zip(names, inputs)))[0]
 
     module = load_torchscript(path, "cpu")[0]
 
-    def run(x: np.ndarray) -> np.ndarray:
+    def run(*inputs: np.ndarray) -> np.ndarray:
         with torch.inference_mode():
-            return module(torch.from_numpy(x)).numpy()
+            return module(*(torch.from_numpy(a) for a in inputs)).numpy()
 
     return run
 
@@ -88,10 +95,13 @@ def verify_export(
     checks = []
     for batch, height, width in shapes:
         x = torch.rand(batch, 3, height, width, generator=generator) * (hi - lo) + lo
+        inputs = (x,)
+        if contract.condition_dim:  # a conditioned net: a random style vector per sample
+            inputs += (torch.rand(batch, contract.condition_dim, generator=generator),)
         with torch.inference_mode():
-            expected = reference(x).clamp(lo, hi).numpy()
+            expected = reference(*inputs).clamp(lo, hi).numpy()
         try:
-            got = run(x.numpy())
+            got = run(*(a.numpy() for a in inputs))
         except Exception as exc:
             raise UserError(
                 f"the exported {path.name} fails at {batch}x3x{height}x{width}: "

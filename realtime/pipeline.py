@@ -192,12 +192,17 @@ class _Run:
                 continue
         return False
 
-    def get(self, q: queue.Queue) -> Any:
-        """Block until an item arrives, or return ``_END`` when the run is stopping."""
+    def get(self, q: queue.Queue, on_wait: Callable[[], None] | None = None) -> Any:
+        """Block until an item arrives, or return ``_END`` when the run is stopping.
+
+        ``on_wait`` is called every poll interval while nothing arrives (a window's event loop).
+        """
         while not self.stop.is_set():
             try:
                 return q.get(timeout=_POLL_S)
             except queue.Empty:
+                if on_wait is not None:
+                    on_wait()
                 continue
         return _END
 
@@ -317,7 +322,8 @@ def run(
     ``source``: an iterable of ``(H, W, 3)`` uint8 RGB arrays or :class:`Frame` objects; its
     iterator's ``close()`` is called at the end. ``stylizer``: a :class:`Stylizer`.
     ``sink``: has ``write(frame, info)`` and ``close()`` (a plain ``list`` also works); the run
-    closes it. ``stages``: applied in order after the model (``prepare`` on the decode thread).
+    closes it; its optional ``idle()`` is called on the calling thread while no frame is ready.
+    ``stages``: applied in order after the model (``prepare`` on the decode thread).
     ``live``: for cameras that hand over their newest frame: read the next frame only when the
     model starts on the previous one, so it is at most one inference old (nothing waits queued).
     ``batch_size`` > 1 stylises up to that many frames already waiting with one
@@ -338,8 +344,9 @@ def run(
         thread.start()
     try:
         try:
+            idle = getattr(sink, "idle", None)  # e.g. a window kept responsive while a model compiles
             while True:
-                info = state.get(state.q_out)
+                info = state.get(state.q_out, idle)
                 if info is _END:
                     break
                 state.write(sink, info, progress)

@@ -10,6 +10,19 @@ import pytest
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
+
+@pytest.fixture(autouse=True, scope="session")
+def private_cache(tmp_path_factory):
+    """The whole run uses its own model cache: nothing from the user's cache leaks in, nothing is left there."""
+    before = os.environ.get("NST_CACHE")
+    os.environ["NST_CACHE"] = str(tmp_path_factory.mktemp("nst-cache"))
+    yield
+    if before is None:
+        os.environ.pop("NST_CACHE", None)
+    else:
+        os.environ["NST_CACHE"] = before
+
+
 REPO = Path(__file__).resolve().parents[1]
 SAMPLES = REPO / "samples"
 

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
+import shutil
+import tempfile
 import warnings
 from pathlib import Path
 
@@ -159,10 +162,31 @@ def test_provider_choice_and_fallback(exported, caplog):
     with caplog.at_level(logging.WARNING):
         assert choose_providers("tensorrt", ["CPUExecutionProvider"]) == ["CPUExecutionProvider"]
     assert "not available" in caplog.text
+
+
+def test_missing_gpu_provider_falls_back_or_refuses(exported, monkeypatch):
+    """As on a machine without onnxruntime-gpu (whatever this one has): strict refuses, else the CPU runs it."""
+    import realtime.backends.onnx_backend as onnx_backend
+
+    monkeypatch.setattr(onnx_backend.ort, "get_available_providers", lambda: ["CPUExecutionProvider"])
     with pytest.raises(UserError, match="CUDAExecutionProvider is not available"):
         OnnxStylizer(exported["onnx"], providers="cuda", strict=True)
     stylizer = OnnxStylizer(exported["onnx"], providers="cuda", threads=1)  # falls back, still runs
     assert stylizer.providers == ["CPUExecutionProvider"]
+
+
+def test_cuda_provider_is_used_where_onnxruntime_has_it(exported, rng):
+    import onnxruntime as ort
+
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        pytest.skip("this onnxruntime has no CUDAExecutionProvider (onnxruntime-gpu not installed)")
+    try:
+        stylizer = OnnxStylizer(exported["onnx"], providers="cuda", strict=True)
+    except UserError as exc:  # the package is there but no GPU or CUDA runtime
+        pytest.skip(f"onnxruntime-gpu is installed but cannot use a GPU here: {exc}")
+    assert stylizer.providers[0] == "CUDAExecutionProvider" and stylizer.providers[-1] == "CPUExecutionProvider"
+    frame = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    assert max_diff(stylizer(frame), OnnxStylizer(exported["onnx"], providers="cpu")(frame)) <= 1
 
 
 def test_torch_stylizer_options(exported, caplog):
@@ -217,3 +241,42 @@ def test_compile_failure_falls_back_to_eager(exported, rng, monkeypatch, caplog)
     caplog.clear()
     stylizer(frame)  # eager from now on, no second warning
     assert "torch.compile failed" not in caplog.text
+
+
+def _cxx_compiler() -> str | None:
+    names = [os.environ.get("CXX", ""), "g++", "c++", "clang++"]
+    return next((shutil.which(n) for n in names if n and shutil.which(n)), None)
+
+
+@pytest.mark.skipif(_cxx_compiler() is None, reason="torch.compile on the CPU needs a C++ compiler (g++/clang++)")
+def test_torch_compile_for_real_on_the_cpu_equals_eager(rng, caplog, monkeypatch):
+    """A small conv/InstanceNorm net compiled by inductor at 32x32: the frames it returns are eager's.
+
+    Inductor's cache goes to the system's temporary folder (kept between runs: a warm start
+    takes seconds, a cold one ~15 s of CPU), not to the user's cache.
+    """
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(Path(tempfile.gettempdir()) / "nst-tests-inductor"))
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 4, 3, padding=1),
+        torch.nn.InstanceNorm2d(4, affine=True),
+        torch.nn.ReLU(),
+        torch.nn.Conv2d(4, 3, 1),
+    ).eval()
+    with torch.no_grad():  # outputs spread over 0..255, so a wrong kernel shows
+        net[3].weight.mul_(100.0)
+        net[3].bias.add_(128.0)
+    contract = johnson_contract(name="tiny")
+    frames = [rng.integers(0, 256, (32, 32, 3), dtype=np.uint8) for _ in range(2)]
+    try:
+        compiled = TorchStylizer(net, contract, compile=True)
+        with caplog.at_level(logging.WARNING):
+            got = [compiled(f) for f in frames]
+        assert "torch.compile failed" not in caplog.text
+        assert compiled.compiled  # still the compiled step: no fallback to eager
+    finally:
+        torch._dynamo.reset()
+    eager = TorchStylizer(net, contract)
+    for frame, out in zip(frames, got):
+        want = eager(frame)
+        assert want.std() > 20 and max_diff(out, want) <= 1

@@ -191,11 +191,13 @@ def test_live_source_hands_over_newest_frame_and_converts_to_rgb(monkeypatch):
         seen = []
         for frame in source:
             seen.append(int(frame.image[0, 0, 2]))  # RGB now: the counter is in the blue (last)
-            time.sleep(0.03)  # a slow model
+            target = cams[0].n + 3
+            while cams[0].n < target:  # a slow model: the camera reads 3 more frames meanwhile
+                time.sleep(0.002)
             if len(seen) == 6:
                 break
     assert seen == sorted(seen) and len(set(seen)) == 6
-    assert source.dropped > 0 and seen[-1] - seen[0] > 5
+    assert source.dropped >= 5 and seen[-1] - seen[0] >= 10  # each hand-over skipped at least one stale frame
 
 
 def test_missing_camera_one_line(monkeypatch, capsys):

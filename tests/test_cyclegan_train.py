@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -14,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-import torch.multiprocessing as mp
 from PIL import Image, ImageDraw
+from two_ranks import assert_same_weights, run_two_ranks
 
 from realtime.core.checkpoint import load_model
 from train.cyclegan import CycleGANConfig, main, train
@@ -285,27 +284,23 @@ def _has_rows(path: Path, n: int) -> bool:
     return path.exists() and len(path.read_text().splitlines()) > n
 
 
-def _ddp_worker(rank: int, world: int, port: int, dataset: str, output: str, dump: str) -> None:
-    os.environ.update(
-        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank)
-    )
-    torch.set_num_threads(1)
-    result = train(CycleGANConfig(dataset=dataset, output=output, steps=3, log_every=1, batch_size=1, **TINY))
-    torch.save(
-        {k: v.clone() for k, v in _all_weights(result).items()} | {"steps": torch.tensor(result.steps)},
-        f"{dump}/rank{rank}.pth",
-    )
+CYCLEGAN_RANK = """
+import torch
+from test_cyclegan_train import TINY, _all_weights
+from train.cyclegan import CycleGANConfig, train
+
+torch.set_num_threads(1)
+result = train(CycleGANConfig(dataset=sys.argv[2], output=sys.argv[3], steps=3, log_every=1, batch_size=1, **TINY))
+weights = {k: v.clone() for k, v in _all_weights(result).items()}
+torch.save(weights | {"steps": torch.tensor(result.steps)}, f"{sys.argv[1]}/rank{RANK}.pth")
+"""
 
 
 def test_two_process_gloo_ddp(domains, tmp_path):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    mp.spawn(_ddp_worker, args=(2, port, str(domains), str(tmp_path / "out"), str(tmp_path)), nprocs=2, join=True)
-    ranks = [torch.load(tmp_path / f"rank{r}.pth", weights_only=True) for r in range(2)]
-    assert int(ranks[0]["steps"]) == int(ranks[1]["steps"]) == 3
-    for key in ranks[0]:
-        assert torch.equal(ranks[0][key], ranks[1][key]), key  # DDP kept the replicas identical
+    result = run_two_ranks(CYCLEGAN_RANK, tmp_path, [str(tmp_path), str(domains), str(tmp_path / "out")])
+    assert result.returncode == 0, result.stderr[-2000:]
+    weights = assert_same_weights(tmp_path)  # DDP kept the four networks of both replicas identical
+    assert int(weights["steps"]) == 3
     rows = read_log(tmp_path / "out" / "logs" / "log.csv")
     assert [r["step"] for r in rows] == [1, 2, 3]  # written once, by rank 0
     assert (tmp_path / "out" / "reds2blues.pth").is_file()

@@ -140,7 +140,7 @@ def test_parse_input_range():
     assert parse_input_range("-1-1") == (-1.0, 1.0)
     assert parse_input_range("-1..1") == (-1.0, 1.0)
     with pytest.raises(UserError, match="input_range must be one of"):
-        parse_input_range("0-1")
+        parse_input_range("0-2")
 
 
 def test_size_groups_keep_first_seen_order(rng):

@@ -133,3 +133,29 @@ def test_quality_figures_by_hand():
     assert gram_distance(doubled, {"a": GRAM, "b": GRAM}, layers=("a", "b")) == pytest.approx(0.5)
     assert feature_distance(3 * FEATURES, FEATURES) == pytest.approx(2.0)
     assert feature_distance(FEATURES, FEATURES) == 0.0
+
+
+def test_perceptual_loss_with_two_content_and_two_weighted_style_layers_by_hand():
+    """Each term sums (content) or weight-averages (style) over its own layers, whatever the other term has."""
+    torch.manual_seed(1)
+    encoder = PixelEncoder()
+    style = torch.rand(1, 3, 5, 4) * 255
+    targets = StyleTargets.from_images(encoder, [style], ["a", "b"])
+    loss = PerceptualLoss(encoder, targets, ["a", "b"], ["b", "a"], LossWeights(1.0, 1.0, 0.0), {"a": 3.0, "b": 1.0})
+    content, output = torch.rand(2, 3, 4, 4) * 255, torch.rand(2, 3, 4, 4) * 255
+    got = loss(output, loss.content_targets(content), 0)
+
+    def relative(x, t):
+        return ((x - t) ** 2).mean() / (t**2).mean()
+
+    want_content = relative(output, content) + relative(2 * output, 2 * content)  # layer a + layer b
+    g_style = {"a": gram(style)[0], "b": gram(2 * style)[0]}
+    per_layer = {
+        name: sum(relative(gram(scale * output[i : i + 1])[0], g_style[name]) for i in range(2)) / 2
+        for name, scale in (("a", 1), ("b", 2))
+    }
+    want_style = (3 * per_layer["a"] + 1 * per_layer["b"]) / 4
+    torch.testing.assert_close(got["content"], want_content)
+    torch.testing.assert_close(got["style"], want_style)
+    torch.testing.assert_close(got["loss"], want_content + want_style)
+    assert got["tv"].item() == 0.0

@@ -234,7 +234,9 @@ def test_list_models_table(setup):
     assert "horse2zebra" in format_model_table(list_models(weights_dirs=[], cache=kw["cache"]))
 
 
-def test_load_stylizer_picks_the_backend(setup, tmp_path, rng):
+def test_load_stylizer_picks_the_backend(setup, tmp_path, rng, monkeypatch):
+    import realtime.backends.onnx_backend as onnx_backend
+
     _, root, _, kw = setup
     frame = rng.integers(0, 256, (24, 36, 3), dtype=np.uint8)
     assert isinstance(load_stylizer(str(root / "src.pth"), device="cpu"), TorchStylizer)
@@ -249,6 +251,8 @@ def test_load_stylizer_picks_the_backend(setup, tmp_path, rng):
     ranged = load_stylizer(str(root / "toy-9.onnx"), input_range="-1-1", device="cpu")
     assert ranged.contract.value_range == (-1.0, 1.0) and ranged.providers == ["CPUExecutionProvider"]
     assert load_stylizer(str(root / "src.pth"), input_range="-1-1").contract.value_range == (-1.0, 1.0)
+    # as on a machine whose onnxruntime has only the CPU (onnxruntime-gpu lists TensorRT and CUDA)
+    monkeypatch.setattr(onnx_backend.ort, "get_available_providers", lambda: ["CPUExecutionProvider"])
     with pytest.raises(UserError, match="TensorrtExecutionProvider is not available"):
         load_stylizer(str(root / "toy-9.onnx"), provider="tensorrt")  # asked for by name: strict
     assert load_stylizer(str(root / "toy-9.onnx"), provider="tensorrt", strict_provider=False).providers == [

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 
 import numpy as np
 import pytest
@@ -103,8 +102,7 @@ def test_error_in_stylizer_propagates_and_threads_stop():
         run(frames(40), Bad(), sink)
     assert ids(sink.frames) == list(range(len(sink.frames))) and len(sink.frames) <= 5
     assert sink.closed  # the sink itself was fine: finalised, not aborted
-    time.sleep(0.05)
-    assert threading.active_count() == before
+    assert threading.active_count() == before  # run() joined its threads before raising
 
 
 def test_error_in_sink_propagates_and_aborts_it():
@@ -187,29 +185,55 @@ def test_stop_run_ends_normally():
     assert stats.frames == 6 and sink.closed and not stats.interrupted
 
 
-def test_stages_overlap_with_inference():
-    """Source, model and sink each take 20 ms per frame; overlapped, a run takes ~1/3 of serial."""
-    n, delay = 15, 0.02
+def test_source_model_and_sink_run_at_the_same_time():
+    """Source, model and sink each wait at a barrier for the other two, frame after frame.
 
-    def slow_source():
-        for f in frames(n):
-            time.sleep(delay)
+    Only a pipeline that really runs the three at once gets through (a serial one breaks the
+    barrier after its timeout, a deadlock guard, not a measurement). Speed: ``python -m bench pipeline``.
+    """
+    n = 8
+    barrier = threading.Barrier(3, timeout=30)
+
+    def source():
+        for i, f in enumerate(frames(n)):
+            if i >= 2:
+                barrier.wait()  # round i - 2: about to read frame i ...
             yield f
 
-    class SlowModel(IdentityStylizer):
+    class Model(IdentityStylizer):
         def __call__(self, frame):
-            time.sleep(delay)
-            return frame
+            if 1 <= frame[0, 0, 0] <= n - 2:
+                barrier.wait()  # ... while the model works on frame i - 1 ...
+            return frame.copy()
 
-    class SlowSink(ListSink):
+    class Sink(ListSink):
         def write(self, frame, info=None):
-            time.sleep(delay)
+            if frame[0, 0, 0] <= n - 3:
+                barrier.wait()  # ... and the sink writes frame i - 2
             super().write(frame, info)
 
-    stats = run(slow_source(), SlowModel(), SlowSink())
-    serial = 3 * n * delay
-    assert stats.seconds < 0.75 * serial
-    assert stats.decode > 0.8 * n * delay and stats.infer > 0.8 * n * delay and stats.encode > 0.8 * n * delay
+    sink = Sink()
+    stats = run(source(), Model(), sink)
+    assert ids(sink.frames) == list(range(n)) and stats.frames == n and not barrier.broken
+
+
+def test_stages_apply_in_the_given_order():
+    class Affine:
+        def __init__(self, mul: int, add: int) -> None:
+            self.mul, self.add = mul, add
+
+        def prepare(self, source):
+            return None
+
+        def __call__(self, source, styled, prepared=None):
+            return (styled.astype(int) * self.mul + self.add).astype(np.uint8)
+
+        def reset(self):
+            pass
+
+    sink = ListSink()
+    run(frames(6), IdentityStylizer(), sink, [Affine(2, 0), Affine(1, 3)])
+    assert ids(sink.frames) == [2 * i + 3 for i in range(6)]  # (2 i) + 3, not 2 (i + 3)
 
 
 def test_tee_sink_writes_all_and_raises_first_close_error():
@@ -226,16 +250,27 @@ def test_runstats_summary():
 
 
 def test_live_mode_reads_a_frame_only_when_the_model_takes_the_last():
-    pulled = []
+    """Frame i is read only after the model took frame i - 1 (checked at every read), however slow the model."""
+    started: list[int] = []  # frames the model was called on
+    early_reads: list[tuple[int, int]] = []
+    read_ahead = threading.Event()
 
     def camera():
         for i in range(1000):
-            pulled.append(i)
+            # the model took frame i - 1 before this read, so it was called on frame i - 2 at least
+            if i >= 2 and len(started) < i - 1:
+                early_reads.append((i, len(started)))
+            if i == 3 and not started[1:]:
+                read_ahead.set()  # frame 3 read while the model still holds frame 0
             yield np.full((4, 4, 3), i % 256, np.uint8)
 
-    class Slow(IdentityStylizer):
+    class Stuck(IdentityStylizer):
+        """Holds frame 0 until the reader got 3 frames ahead, or for 0.5 s when it (rightly) does not."""
+
         def __call__(self, frame):
-            time.sleep(0.02)
+            started.append(int(frame[0, 0, 0]))
+            if frame[0, 0, 0] == 0:
+                read_ahead.wait(0.5)
             return frame
 
     class Stop(ListSink):
@@ -245,9 +280,33 @@ def test_live_mode_reads_a_frame_only_when_the_model_takes_the_last():
                 raise StopRun()
 
     sink = Stop()
-    run(camera(), Slow(), sink, queue_size=1, live=True)
+    run(camera(), Stuck(), sink, queue_size=4, live=True)
     assert ids(sink.frames) == list(range(8))
-    assert len(pulled) <= 8 + 2  # at most one queued and one being prepared
-    pulled.clear()
-    run(camera(), Slow(), Stop(), queue_size=4)
-    assert len(pulled) > 8 + 2  # without live mode the reader runs ahead
+    assert early_reads == [] and not read_ahead.is_set()
+
+
+def test_without_live_mode_the_reader_runs_ahead():
+    pulled: list[int] = []
+    ahead = threading.Event()
+
+    def camera():
+        for i in range(1000):
+            pulled.append(i)
+            if len(pulled) == 4:
+                ahead.set()
+            yield np.full((4, 4, 3), i % 256, np.uint8)
+
+    class Stuck(IdentityStylizer):
+        def __call__(self, frame):
+            if frame[0, 0, 0] == 0:
+                assert ahead.wait(30)  # the queue fills while the model holds frame 0
+            return frame
+
+    class Stop(ListSink):
+        def write(self, frame, info=None):
+            super().write(frame, info)
+            if len(self.frames) == 3:
+                raise StopRun()
+
+    run(camera(), Stuck(), Stop(), queue_size=4)
+    assert ahead.is_set()

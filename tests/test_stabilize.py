@@ -5,6 +5,7 @@ from __future__ import annotations
 import queue
 import threading
 
+import cv2
 import numpy as np
 import pytest
 from test_flicker import moving_clip, noisy
@@ -47,6 +48,56 @@ def test_is_a_stage_and_validates_strength() -> None:
         TemporalStabilizer(strength=1.5)
     with pytest.raises(UserError):
         check_stabilize(-0.1)
+
+
+def detail_energy(image: np.ndarray) -> float:
+    """Mean square of the grey image above a 9-px box low-pass, away from the borders."""
+    grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    high = grey - cv2.blur(grey, (9, 9))
+    return float((high[12:-12, 12:-12] ** 2).mean())
+
+
+@pytest.mark.parametrize("strength", [0.3, 0.6])
+def test_blend_amount_is_strength_times_weight(strength: float) -> None:
+    """Flat stylised frames: the output is ``styled + strength * weight * (previous - styled)`` exactly."""
+    clip = static_scene(2)
+    brighter = clip[1].copy()
+    brighter[30:70, 40:90] = np.clip(brighter[30:70, 40:90].astype(int) + 12, 0, 255).astype(np.uint8)
+    previous, current = np.full_like(clip[0], 200), np.full_like(clip[0], 100)
+    stab = TemporalStabilizer(strength=strength)
+    np.testing.assert_array_equal(stab(clip[0], previous, stab.prepare(clip[0])), previous)
+    motion = stab.prepare(brighter)
+    out = stab(brighter, current, motion)
+    h, w = current.shape[:2]
+    weight = cv2.resize(motion.weight, (w, h), interpolation=cv2.INTER_LINEAR)[..., None]
+    want = current + strength * weight * (previous.astype(np.float64) - current)
+    assert np.abs(out - want).max() <= 1.0
+    # the weight itself: full trust on the unchanged texture, partial where the input got 12 levels
+    # brighter (the photometric ramp between 6 and 18 levels of error), so the blend is partial there
+    assert weight[5:25, 5:-5].min() > 0.99
+    assert 0.3 < float(np.median(weight[40:60, 50:80])) < 0.7
+    assert out[10, 10, 0] == round(100 + 100 * strength)
+
+
+def test_contrast_of_the_blend_is_restored_to_the_current_frame() -> None:
+    """Two unrelated textures averaged lose detail; the stabiliser gives it back, the plain blend does not."""
+    clip = static_scene(2)
+    rng = np.random.default_rng(11)
+    styled = [np.clip(128 + rng.normal(0, 25, clip[0].shape), 0, 255).astype(np.uint8) for _ in range(2)]
+
+    def second(contrast: float) -> np.ndarray:
+        stab = TemporalStabilizer(strength=0.5, contrast=contrast)
+        for source, frame in zip(clip, styled):
+            out = stab(source, frame, stab.prepare(source))
+        return out
+
+    restored, plain = second(1.0), second(0.0)
+    target = detail_energy(styled[1])
+    assert detail_energy(plain) < 0.65 * target  # half of each: about half the energy
+    assert 0.8 * target < detail_energy(restored) < 1.25 * target
+    # only the detail is scaled: the local mean is the blend's
+    low = [cv2.blur(x.astype(np.float32), (9, 9))[12:-12, 12:-12] for x in (restored, plain)]
+    assert np.abs(low[0] - low[1]).mean() < 1.0
 
 
 def test_first_frame_is_exact_and_strength_zero_is_bitwise_per_frame() -> None:

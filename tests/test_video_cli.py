@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -192,15 +195,66 @@ def test_read_only_output_folder(tmp_path, clip, identity, monkeypatch, capsys):
     assert list(locked.iterdir()) == []
 
 
-@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="root ignores folder permissions")
-def test_read_only_output_folder_for_real(tmp_path, clip, identity):
+@contextlib.contextmanager
+def read_only_folder(folder: Path, monkeypatch) -> Iterator[str]:
+    """Make ``folder`` read-only for this process, as for real as the machine allows; yields how.
+
+    Not root: plain permissions (0o555). Root ignores those, so: a tmpfs mounted read-only over
+    the folder where ``mount`` is allowed (CI containers as root usually are), else the
+    kernel's answer simulated: ``access()`` says no and creating a file fails with EROFS.
+    """
+    folder.mkdir()
+    if os.geteuid() != 0:
+        folder.chmod(0o555)
+        try:
+            yield "permissions 0o555"
+        finally:
+            folder.chmod(0o755)
+        return
+    mount = shutil.which("mount")
+    mounted = mount is not None and (
+        subprocess.run(
+            [mount, "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(folder)], capture_output=True, timeout=30
+        ).returncode
+        == 0
+    )
+    if mounted:
+        try:
+            yield "read-only tmpfs mount"
+        finally:
+            subprocess.run(["umount", "-l", str(folder)], capture_output=True, timeout=30)
+        return
+    real_access, real_open = os.access, os.open
+
+    def access(path, mode, *args, **kwargs):
+        if Path(path) == folder and mode & os.W_OK:
+            return False
+        return real_access(path, mode, *args, **kwargs)
+
+    def open_(path, flags, *args, **kwargs):
+        if Path(path).parent == folder and flags & os.O_CREAT:
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(path))
+        return real_open(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(os, "access", access)
+    monkeypatch.setattr(os, "open", open_)
+    yield "simulated EROFS (mount not permitted here)"
+
+
+@pytest.mark.skipif(os.name != "posix", reason="read-only folders are set up the POSIX way")
+def test_read_only_output_folder_for_real(tmp_path, clip, identity, monkeypatch, capsys):
     locked = tmp_path / "locked"
-    locked.mkdir()
-    locked.chmod(0o555)
-    try:
-        assert main([str(clip), "-m", "x", "-o", str(locked / "out.mp4"), "--no-progress"]) == 2
-    finally:
-        locked.chmod(0o755)
+    with read_only_folder(locked, monkeypatch) as how:
+        with pytest.raises(OSError):  # the folder really refuses new files (os.open: what mkstemp uses)
+            os.close(os.open(locked / "probe.txt", os.O_CREAT | os.O_WRONLY, 0o644))
+        capsys.readouterr()
+        assert main([str(clip), "-m", "x", "-o", str(locked / "out.mp4"), "--no-progress"]) == 2, how
+        err = capsys.readouterr().err
+        assert ("not writable" in err or "read-only file system" in err) and len(err.strip().splitlines()) == 1, (
+            how,
+            err,
+        )
+        assert list(locked.iterdir()) == [], how
 
 
 def test_disk_full_mid_write(tmp_path, clip, identity, monkeypatch, capsys):
@@ -241,8 +295,11 @@ def test_ctrl_c_in_process_keeps_a_playable_partial_file(tmp_path, monkeypatch, 
 
 
 SLOW_MAIN = """
-import sys, time
+import signal, sys, time
 from pathlib import Path
+# Ctrl-C raises KeyboardInterrupt, as in a terminal: a parent started in the background (a CI
+# script, `make test &`) hands its children SIGINT ignored, and Python then keeps it ignored.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 sys.path.insert(0, {tests!r})
 from video_clips import SlowIdentity, fake_models_module
 marker = Path({marker!r})
@@ -251,7 +308,7 @@ class Slow(SlowIdentity):
     n = 0
     def __call__(self, frame):
         Slow.n += 1
-        if Slow.n == 5:
+        if Slow.n == 6:  # frames 0-4 are stylised and queued: Ctrl-C from now on keeps at least 5
             marker.write_text("started")
         return super().__call__(frame)
 
@@ -279,7 +336,6 @@ def test_sigint_subprocess_leaves_playable_file(tmp_path):
     deadline = time.monotonic() + 60
     while not marker.exists() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
-    time.sleep(0.3)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err

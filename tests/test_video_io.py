@@ -5,6 +5,7 @@ from __future__ import annotations
 from fractions import Fraction
 
 import av
+import cv2
 import numpy as np
 import pytest
 from video_clips import frame_image, make_clip, read_video
@@ -42,6 +43,16 @@ def test_read_frames_window_and_size(clip):
     got = list(read_frames(info, start=0.25, duration=0.5, size=(80, 46)))
     assert [round(f.meta.seconds, 2) for f in got] == [0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7]
     assert got[0].image.shape == (46, 80, 3)
+
+
+def test_read_frames_window_counts_from_the_first_frame(tmp_path):
+    """A stream whose timestamps start at 2 s: --start 0.25 means 0.25 s after its first frame."""
+    path = make_clip(tmp_path / "late.mkv", frames=12, audio=None, first_ms=2000)
+    info = probe(path)
+    assert info.start_time == pytest.approx(2.0)
+    got = list(read_frames(info, start=0.25, duration=0.2))
+    assert [round(f.meta.seconds, 2) for f in got] == [2.25, 2.3, 2.35, 2.4]
+    assert np.abs(got[0].image.astype(int) - frame_image(5, 160, 90)).mean() < 6
 
 
 def test_read_frames_past_the_end(clip):
@@ -145,3 +156,82 @@ def test_probe_bad_inputs(tmp_path):
     truncated.write_bytes(data[: len(data) // 2])
     with pytest.raises(UserError, match="corrupt or truncated|empty or truncated"):
         probe(truncated)
+
+
+def audio_packets(path) -> list[tuple[float, int, bytes]]:
+    """``(seconds, duration, payload)`` of every audio packet of the first audio stream, in file order."""
+    with av.open(str(path)) as container:
+        stream = container.streams.audio[0]
+        return [
+            (float(p.pts * p.time_base), int(p.duration or 0), bytes(p))
+            for p in container.demux(stream)
+            if p.dts is not None and p.size
+        ]
+
+
+def audio_frames(path) -> list[tuple[float, np.ndarray]]:
+    """The decoded audio: ``(seconds, (channels, samples) float32)`` per frame."""
+    with av.open(str(path)) as container:
+        stream = container.streams.audio[0]
+        return [(float(f.pts * f.time_base), f.to_ndarray()) for f in container.decode(stream)]
+
+
+def restyle(source, out, *, start=0.0, duration=None):
+    """Copy ``source`` through a VideoWriter as nst-video does (inverted frames, audio remuxed)."""
+    info = probe(source)
+    with VideoWriter(out, info, start=start, duration=duration) as writer:
+        for f in read_frames(info, start=start, duration=duration):
+            writer.write(255 - f.image, FrameInfo(0, f.image, f.meta, 0.0))
+    return out
+
+
+def test_audio_is_remuxed_packet_for_packet(tmp_path, clip):
+    """Every input packet arrives once, at its own time, byte for byte; so the decoded sound is the input's."""
+    out = restyle(clip, tmp_path / "out.mp4")
+    before, after = audio_packets(clip), audio_packets(out)
+    assert len(before) > 40
+    assert [p[0] for p in after] == pytest.approx([p[0] for p in before], abs=1e-9)
+    assert after == before
+    decoded_in, decoded_out = audio_frames(clip), audio_frames(out)
+    assert len(decoded_out) == len(decoded_in)
+    for (t_in, a), (t_out, b) in zip(decoded_in, decoded_out):
+        assert t_out == pytest.approx(t_in) and np.array_equal(a, b)
+
+
+def test_audio_with_start_is_shifted_with_the_video(tmp_path):
+    """--start 0.5 --duration 1: the packets of input 0.5..1.5 s, each moved 0.5 s earlier, and nothing else.
+
+    MP4 stores where a track starts in milliseconds (the edit list), so times match to 1 ms.
+    """
+    source = make_clip(tmp_path / "long.mp4", frames=40)
+    out = restyle(source, tmp_path / "cut.mp4", start=0.5, duration=1.0)
+    want = [(t - 0.5, d, data) for t, d, data in audio_packets(source) if 0.5 <= t < 1.5]
+    got = audio_packets(out)
+    assert len(got) == len(want) > 40
+    assert [p[0] for p in got] == pytest.approx([p[0] for p in want], abs=1e-3)
+    assert [p[1:] for p in got] == [p[1:] for p in want]
+    assert 0 <= got[0][0] < 0.025  # the sound starts with the picture (within one AAC packet)
+    assert read_video(out).times[0] == pytest.approx(0.0)
+    # decoded: the output's frames are the input's from 0.5 s on (after the decoder's first frames)
+    source_frames = [(t, samples) for t, samples in audio_frames(source) if t >= 0.5 - 1e-6]
+    shifted = audio_frames(out)
+    assert len(shifted) == len(want)
+    for (t_in, a), (t_out, b) in list(zip(source_frames, shifted))[2:]:
+        assert t_out == pytest.approx(t_in - 0.5, abs=1e-3) and np.array_equal(a, b)
+
+
+def test_keep_size_upscale_matches_an_independent_resize(tmp_path):
+    """Small frames written at the input size: bicubic 2x, channels in place (checked lossless)."""
+    source = make_clip(tmp_path / "in.mp4", frames=3, audio=None)
+    y, x = np.mgrid[0:45, 0:80]
+    small = np.stack([40 + 2.5 * x, 60 + 3.0 * y, 20 + 0 * x], axis=2) + 20 * np.sin(x / 5.0)[..., None]
+    small = np.clip(small, 0, 255).astype(np.uint8)  # red and green ramps, little blue: a swap shows
+    out = tmp_path / "up.mkv"
+    with VideoWriter(out, probe(source), EncodeOptions(codec="libx264rgb", crf=0, audio=False)) as writer:
+        for _ in range(2):
+            writer.write(small)
+    got = read_video(out)
+    assert (got.width, got.height) == (160, 90)
+    want = cv2.resize(small, (160, 90), interpolation=cv2.INTER_CUBIC)
+    for frame in got.frames:
+        assert np.abs(frame.astype(int) - want).max() <= 2

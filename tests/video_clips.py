@@ -42,8 +42,12 @@ def make_clip(
     rotation: int | None = None,
     durations_ms: Sequence[int] | None = None,
     codec: str = "libx264",
+    first_ms: int = 0,
 ) -> Path:
-    """Write a clip; ``durations_ms`` (cycled) makes it variable frame rate (time base 1/1000)."""
+    """Write a clip; ``durations_ms`` (cycled) makes it variable frame rate (time base 1/1000).
+
+    ``first_ms``: the first frame's timestamp (streams cut from longer ones do not start at 0).
+    """
     out = av.open(str(path), "w")
     vs = out.add_stream(codec, rate=fps)
     vs.width, vs.height = width, height
@@ -58,7 +62,7 @@ def make_clip(
         rate = 48000 if audio == "libopus" else 44100
         a_stream = out.add_stream(audio, rate=rate)
         a_stream.layout = "stereo"
-    pts = 0
+    pts = first_ms
     for i in range(frames):
         vf = av.VideoFrame.from_ndarray(frame_image(i, width, height), format="rgb24")
         vf.pts, vf.time_base = pts, tb
@@ -66,7 +70,7 @@ def make_clip(
         out.mux(vs.encode(vf))
     out.mux(vs.encode())
     if a_stream is not None:
-        _write_sine(out, a_stream, seconds=pts / 1000)
+        _write_sine(out, a_stream, seconds=(pts - first_ms) / 1000)
     out.close()
     return path
 

@@ -456,7 +456,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 @cli_entry
 def main(argv: Sequence[str] | None = None) -> int:
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
     args = build_parser().parse_args(argv)
     check_output(args.output, force=True)  # an unwritable folder is one line now, not after the setup
     if args.threads:

@@ -15,7 +15,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
+
+try:  # one of the extras [cpu] / [gpu] installs it; this project's own .onnx files also run on PyTorch
+    import onnxruntime as ort
+except ImportError:  # pragma: no cover - exercised by monkeypatching ort to None
+    ort = None
 
 from realtime.core.contract import IOContract
 from realtime.core.download import cache_dir
@@ -91,6 +95,17 @@ def _provider_options(name: str) -> dict[str, str]:
     return {}
 
 
+ORT_MISSING = (
+    "ONNX Runtime is not installed; pip install onnxruntime (CPU) or onnxruntime-gpu (NVIDIA), "
+    "or reinstall with the extra [cpu] or [gpu]"
+)
+
+
+def ort_missing() -> bool:
+    """True when no ONNX Runtime package is installed (a base install without the [cpu]/[gpu] extra)."""
+    return ort is None
+
+
 def cpu_cores() -> int:
     """Cores this process may run on (respects taskset/cgroup affinity where the OS tells)."""
     try:
@@ -124,6 +139,8 @@ class OnnxStylizer:
         self.path = Path(path)
         if not self.path.is_file():
             raise UserError(f"no such model file: {self.path}")
+        if ort is None:
+            raise UserError(f"{self.path.name} needs ONNX Runtime: {ORT_MISSING}")
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.intra_op_num_threads = int(threads) if threads else cpu_cores()
@@ -159,13 +176,20 @@ class OnnxStylizer:
         self._dtype = np.float16 if self._input.type == "tensor(float16)" else np.float32
         self.contract = self._read_contract(input_range)
         self.name = name or self.contract.name or self.path.stem
+        self.condition: np.ndarray | None = None  # the style vector of a conditioned net, (D,) float32
 
     def _check_io(self) -> tuple[ort.NodeArg, ort.NodeArg]:
         inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
-        if len(inputs) != 1 or not outputs:
+        if len(inputs) not in (1, 2) or not outputs:
             raise UserError(
-                f"{self.path.name}: expected one image input and an output, found "
-                f"{len(inputs)} inputs and {len(outputs)} outputs"
+                f"{self.path.name}: expected an image input (and optionally a style vector) and an output, "
+                f"found {len(inputs)} inputs and {len(outputs)} outputs"
+            )
+        self._condition_input = inputs[1] if len(inputs) == 2 else None
+        if self._condition_input is not None and len(self._condition_input.shape) not in (1, 2, 4):
+            raise UserError(
+                f"{self.path.name}: second input {self._condition_input.name!r} has shape "
+                f"{self._condition_input.shape}; a style vector is (D,), (N, D) or (N, 1, 1, D)"
             )
         arg = inputs[0]
         if len(arg.shape) != 4:
@@ -199,7 +223,29 @@ class OnnxStylizer:
             contract = contract.replace(fixed_size=(int(hw[0]), int(hw[1])))
         if input_range is not None:
             contract = contract.replace(value_range=tuple(float(v) for v in input_range))
+        if self._condition_input is not None and not contract.condition_dim:
+            size = _dim(self._condition_input.shape[-1])
+            if not size:
+                raise UserError(f"{self.path.name}: the style vector input has no fixed length")
+            contract = contract.replace(condition_dim=size, styles=contract.styles or tuple(map(str, range(size))))
         return contract
+
+    def _feeds(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        """The session's inputs for a batch ``x``: the images, plus the style vector of a conditioned net."""
+        feeds = {self._input.name: x.astype(self._dtype, copy=False)}
+        arg = self._condition_input
+        if arg is None:
+            return feeds
+        if self.condition is None:
+            raise InvalidValue("style", f"model {self.name!r} needs a style vector before it can run")
+        vector = np.asarray(self.condition, dtype=np.float16 if arg.type == "tensor(float16)" else np.float32)
+        rank, batch = len(arg.shape), x.shape[0]
+        if rank == 1:
+            feeds[arg.name] = vector
+        else:
+            rows = batch if _dim(arg.shape[0]) in (None, batch) else 1
+            feeds[arg.name] = np.broadcast_to(vector, (rows, *([1, 1] if rank == 4 else []), vector.size)).copy()
+        return feeds
 
     def __call__(self, frame: np.ndarray) -> np.ndarray:
         """``(H, W, 3)`` uint8 RGB -> ``(H, W, 3)`` uint8 RGB."""
@@ -217,7 +263,7 @@ class OnnxStylizer:
                 if self.batch_size:  # a fixed-batch model: fill the last run with copies
                     chunk += [chunk[-1]] * (step - len(chunk))
                 x, crop = to_model_input(chunk, self.contract)
-                y = self.session.run([self._output.name], {self._input.name: x.astype(self._dtype, copy=False)})[0]
+                y = self.session.run([self._output.name], self._feeds(x))[0]
                 for i, styled in zip(idx, from_model_output(y, self.contract, crop)):
                     out[i] = styled
         return out  # type: ignore[return-value]

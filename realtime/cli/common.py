@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import functools
+import logging
 import signal
 import sys
 import threading
@@ -46,6 +47,18 @@ def error_line(exc: BaseException, flags: Mapping[str, str] | None = None) -> st
     if isinstance(exc, OutputExists) and "meanwhile" not in str(exc):
         return f"error: {one_line(exc)}; use {flag_name('force', flags)} to overwrite it"
     return f"error: {one_line(exc)}"
+
+
+def configure_logging(verbose: bool = False) -> None:
+    """Library log records to stderr, warnings and errors only (``verbose``: progress too).
+
+    Sets the root level every time, so several commands run in one process (tests, notebooks)
+    do not inherit each other's verbosity.
+    """
+    root = logging.getLogger()
+    if not root.handlers:
+        logging.basicConfig(format="%(levelname)s: %(message)s")
+    root.setLevel(logging.INFO if verbose else logging.WARNING)
 
 
 class StopSignal(KeyboardInterrupt):
@@ -97,6 +110,7 @@ def cli_entry(main: Main | None = None, *, flags: Mapping[str, str] | None = Non
     def decorate(function: Main) -> Callable[[Sequence[str] | None], int]:
         @functools.wraps(function)
         def wrapper(argv: Sequence[str] | None = None) -> int:
+            configure_logging()
             try:
                 with stop_signals_as_interrupt():
                     return int(function(argv) or 0)

@@ -27,11 +27,11 @@ from realtime.core.errors import UserError
 from realtime.core.files import OutputExists, check_output, ensure_not_an_input, glob_escape
 from realtime.core.images import IMAGE_SUFFIXES, read_image, write_image, write_partial_image
 from realtime.core.memory import GATYS_BYTES_PER_PIXEL, default_budget, format_bytes, parse_bytes, whole_frame_bytes
+from realtime.core.styles import style_listing
 
 DEFAULT_GATYS_SIZE = 512
 # Flags that belong to one kind of method; argparse leaves them None unless given.
 GATYS_FLAGS = (
-    "style",
     "steps",
     "optimizer",
     "content_weight",
@@ -65,12 +65,18 @@ EPILOG = """examples:
   python -m realtime.still --method johnson --model weights/candy.onnx --content photo.jpg --strength 0.6 -o out.jpg
   python -m realtime.still --method cyclegan --model horse2zebra.onnx --content horse.jpg -o zebra.png
 
+  # any picture as the style, at the photo's full resolution (Magenta's arbitrary-style nets), or a blend
+  python -m realtime.still --model arbitrary --style painting.jpg --content photo.jpg -o out.png
+  python -m realtime.still --model arbitrary --style a.jpg:0.7,b.jpg:0.3 --content photo.jpg -o out.png
+
 gatys losses are scale-free: content = ||F-Fc||^2/||Fc||^2 on relu4_2; style = the mean over
 relu1_1..relu5_1 of ||G-Gs||^2/||Gs||^2 (Gram matrices); tv = mean |pixel step| on 0..1 pixels.
 So the default weights (content 1, style 10, tv 1) suit any image and size.
 --preserve-color: gatys matches each style image's colour mean and covariance to the content
 before optimising (Gatys et al. 2017); the model methods keep the content's chroma and take
 only the stylised luminance (realtime.stages.color.preserve_color).
+--strength with --model arbitrary moves the style vector toward the photo's own (Ghiasi et al.
+2017) instead of blending pixels: 0 is the photo restyled by its own vector.
 An existing output is replaced only with --force. Ctrl-C (or SIGTERM) during gatys saves the
 image as it is at that step, under the output name, or as NAME.partial.EXT beside an existing file.
 """
@@ -80,7 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = OneLineParser(
         prog="python -m realtime.still",
         description="Stylise one image: Gatys et al. optimisation "
-        "(any style image, slow) or a trained Johnson / CycleGAN model (fast).",
+        "(any style image, slow) or a model (fast): a trained Johnson / CycleGAN net, or the arbitrary-style "
+        "net that takes any picture as the style.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -90,13 +97,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="gatys (default with --style), or the model family "
         "the --model must be (johnson, cyclegan, ...; default: taken from the model file)",
     )
-    p.add_argument("--content", "-c", required=True, metavar="IMAGE", help="the photo to stylise")
+    p.add_argument("--content", "-c", metavar="IMAGE", help="the photo to stylise (required)")
     p.add_argument(
         "--output",
         "-o",
-        required=True,
         metavar="IMAGE",
-        help="output .png/.jpg/.webp/.bmp (folder created; written atomically; never over an input)",
+        help="output .png/.jpg/.webp/.bmp, required (folder created; written atomically; never over an input)",
     )
     p.add_argument(
         "--size",
@@ -110,7 +116,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda or cuda:N (default auto)")
 
     g = p.add_argument_group("gatys")
-    g.add_argument("--style", "-s", nargs="+", metavar="IMAGE", help="one or more style images")
+    p.add_argument(
+        "--style",
+        "-s",
+        nargs="+",
+        metavar="STYLE",
+        help="gatys: one or more style images. With --model, the model's style: a name, an index or a blend "
+        "(mosaic:0.5,candy:0.5) for a multi-style model, any picture (or a.jpg:0.7,b.jpg:0.3) for an "
+        "arbitrary-style one",
+    )
     g.add_argument("--steps", type=int, metavar="N", help="optimiser steps in all, over all scales (default 300)")
     g.add_argument("--optimizer", choices=("lbfgs", "adam"), help="default lbfgs (one loss evaluation per step)")
     g.add_argument("--lr", type=float, metavar="PX", help="Adam's step in pixel units (default 4)")
@@ -148,11 +162,17 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--seed", type=int, metavar="N", help="random seed for --init noise (default 0)")
 
     m = p.add_argument_group("johnson / cyclegan")
+    m.add_argument("--list-styles", action="store_true", help="print the styles of --model (multi-style) and exit")
     m.add_argument("--list-models", action=ListModelsAction)
     m.add_argument("--model", metavar="PATH|NAME", help="checkpoint, TorchScript or ONNX file, or a model name")
-    m.add_argument("--strength", type=float, metavar="S", help="0..1 blend with the original (default 1)")
+    m.add_argument(
+        "--strength",
+        type=float,
+        metavar="S",
+        help="0..1 blend with the original (default 1; --model arbitrary: toward the photo's own style vector)",
+    )
     m.add_argument("--provider", metavar="NAME", help="onnxruntime execution provider, e.g. CUDAExecutionProvider")
-    m.add_argument("--input-range", choices=("0-255", "-1-1"), help="pixel range a foreign ONNX model expects")
+    m.add_argument("--input-range", choices=("0-255", "0-1", "-1-1"), help="pixel range a foreign ONNX model expects")
     m.add_argument(
         "--max-memory",
         metavar="SIZE",
@@ -166,11 +186,9 @@ def resolve_method(args: argparse.Namespace) -> str:
     """``gatys``, ``johnson``, ``cyclegan``, or ``model`` (a model whose family its file states)."""
     method = args.method
     if method is None:
-        if args.style and args.model:
-            raise UserError("give --style (gatys) or --model (a trained model), not both")
         if not args.style and not args.model:
             raise UserError("give --style IMAGE for gatys, or --model for a trained model (see --help)")
-        method = "gatys" if args.style else "model"
+        method = "model" if args.model else "gatys"
     gatys = method == "gatys"
     stray = [name for name in (MODEL_FLAGS if gatys else GATYS_FLAGS) if getattr(args, name) is not None]
     if stray:
@@ -343,6 +361,7 @@ def run_model(args: argparse.Namespace, method: str) -> np.ndarray:
             provider=args.provider,
             input_range=args.input_range,
             family=None if method == "model" else method,
+            style=",".join(args.style) if args.style else None,
             max_memory=budget,
             progress=progress,
         )
@@ -351,11 +370,29 @@ def run_model(args: argparse.Namespace, method: str) -> np.ndarray:
             bar.close()
 
 
+def list_styles(args: argparse.Namespace) -> int:
+    """``--list-styles``: load ``--model`` and print its style names, one per line."""
+    if not args.model:
+        raise UserError("--list-styles needs --model")
+    # Lazy: the backends import torch (about 2 s), which every other early exit skips.
+    from realtime.backends.loader import load_stylizer  # noqa: PLC0415
+    from realtime.core.devices import resolve_device  # noqa: PLC0415
+
+    stylizer = load_stylizer(args.model, device=str(resolve_device(args.device)))
+    print(style_listing(stylizer, args.model))
+    return 0
+
+
 @cli_entry
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(attach_dash_values(sys.argv[1:] if argv is None else list(argv)))
+    if args.list_styles:
+        return list_styles(args)
+    for flag, value in (("--content", args.content), ("--output", args.output)):
+        if not value:
+            raise UserError(f"{flag} is required (see --help)")
     method = resolve_method(args)
-    inputs = [args.content, *(args.style or [])]
+    inputs = [args.content, *(args.style or [])] if method == "gatys" else [args.content]
     if args.model and Path(args.model).exists():
         inputs.append(args.model)
     check_common(args, inputs)

@@ -8,6 +8,7 @@ metadata are copied, and the audio streams are remuxed untouched (no re-encoding
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
 from collections.abc import Sequence
@@ -23,6 +24,7 @@ from realtime.cli.common import (
     attach_dash_values,
     check_frame_memory,
     cli_entry,
+    error_line,
     number,
     parse_size,
     strength_or_default,
@@ -30,6 +32,8 @@ from realtime.cli.common import (
 from realtime.core.errors import UserError
 from realtime.core.files import check_output, ensure_not_an_input, output_file
 from realtime.core.images import IMAGE_SUFFIXES
+from realtime.core.styles import apply_style_spec, has_picture_styles, style_listing
+from realtime.io.encoders import hardware_encoder
 from realtime.io.video_files import (
     VIDEO_SUFFIXES,
     EncodeOptions,
@@ -40,8 +44,9 @@ from realtime.io.video_files import (
     probe,
     read_frames,
 )
-from realtime.pipeline import Interrupted, run
+from realtime.pipeline import Interrupted, RunStats, run
 from realtime.stages import DEFAULT_STRENGTH, build_stages
+from realtime.stages.style_strength import ContentAnchor, route_strength
 
 EPILOG = """\
 examples:
@@ -49,6 +54,7 @@ examples:
   nst-video clip.mp4 --model candy --size 640x360 --keep-size  # model at 640x360, output at full size
   nst-video holidays/ --model mosaic -o styled/ --stabilize     # every video in a folder, less flicker
   nst-video clip.mp4 --model candy --strength 0.6 --preserve-color --start 10 --duration 5
+  nst-video clip.mp4 --model arbitrary --style poster.png --stabilize   # any picture as the style
 
 sizes: --size WxH (as the video is shown, rotation considered) or --scale F set the size the
 model sees; the output has that size too, unless --keep-size scales the result back up to the
@@ -56,6 +62,9 @@ input's size. Odd sizes: yuv420p needs even sides, so an odd-sized output is enc
 (exact size, H.264 4:4:4: ffmpeg/VLC/mpv play it, browsers do not); --pix-fmt yuv420p pads
 the right/bottom edge by one replicated pixel instead.
 --lossless (libx264rgb, crf 0) stores the RGB frames exactly (large files; for tests and masters).
+arbitrary-style models (--model arbitrary --style poster.png): any picture is the style. There
+--strength S gives the net S * style + (1 - S) * the video's own style vector (Ghiasi et al.
+2017), predicted from the first frame and refreshed every 25 frames as a running average.
 Ctrl-C (or SIGTERM/SIGHUP) stops early and keeps a playable file with the frames done so far
 (audio cut to match) under the output name, or as NAME.partial.mp4 beside an existing file that
 --force would have replaced. Without --force an existing output is never replaced.
@@ -65,12 +74,13 @@ Ctrl-C (or SIGTERM/SIGHUP) stops early and keeps a playable file with the frames
 def build_parser() -> argparse.ArgumentParser:
     p = OneLineParser(
         prog="nst-video",
-        description="Stylise video files with a fast style or CycleGAN model.",
+        description="Stylise video files with a fast style, CycleGAN or arbitrary-style model.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("inputs", nargs="+", metavar="INPUT", help="video files, or folders of them")
+    p.add_argument("inputs", nargs="*", metavar="INPUT", help="video files, or folders of them")
     p.add_argument("--list-models", action=ListModelsAction)
+    p.add_argument("--list-styles", action="store_true", help="print the styles of --model (multi-style) and exit")
     p.add_argument(
         "--model",
         "-m",
@@ -86,7 +96,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--force", "-f", action="store_true", help="overwrite existing outputs")
     g = p.add_argument_group("style")
-    g.add_argument("--strength", type=number, default=1.0, help="0..1 blend with the original (default 1)")
+    g.add_argument(
+        "--style",
+        metavar="SPEC",
+        help="for multi-style and arbitrary-style models: a style name or index, an image, or a blend such "
+        "as mosaic:0.5,candy:0.5 or a.jpg:0.7,b.jpg:0.3 (see --list-styles)",
+    )
+    g.add_argument(
+        "--strength",
+        type=number,
+        default=1.0,
+        help="0..1 blend with the original (default 1); arbitrary-style models move the style vector toward "
+        "the video's own instead (see below)",
+    )
     g.add_argument(
         "--preserve-color", action="store_true", help="keep the original colours, take the stylised luminance"
     )
@@ -106,7 +128,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--start", type=number, default=0.0, metavar="SEC", help="start at this time (seconds)")
     g.add_argument("--duration", type=number, metavar="SEC", help="process this many seconds")
     g = p.add_argument_group("encoding")
-    g.add_argument("--codec", default="libx264", help="video encoder (default libx264; e.g. libx265, libvpx-vp9, ffv1)")
+    g.add_argument(
+        "--codec",
+        help="video encoder (default libx264, or a hardware H.264 encoder such as h264_nvenc when the model runs "
+        "on a GPU that has one; e.g. libx265, libvpx-vp9, ffv1)",
+    )
     g.add_argument("--pix-fmt", metavar="FMT", help="encoder pixel format (default yuv420p; yuv444p for odd sizes)")
     rate = g.add_mutually_exclusive_group()
     rate.add_argument("--crf", type=number, help="constant quality, lower is better (libx264 default 18)")
@@ -118,11 +144,18 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda or cuda:N")
     g.add_argument(
         "--backend",
-        choices=("onnx", "torch"),
-        help="default: ONNX Runtime for checkpoints on the CPU (exported once, cached), else the model file's own",
+        choices=("auto", "onnx", "torch"),
+        default="auto",
+        help="auto (default): PyTorch, compiled, on a CUDA GPU (this project's .onnx files too); on the CPU ONNX "
+        "Runtime for .onnx files and checkpoints (exported once, cached)",
+    )
+    g.add_argument(
+        "--no-compile",
+        action="store_true",
+        help="GPU: run the model eagerly instead of compiling it for the frame size (no warm-up; slower)",
     )
     g.add_argument("--provider", metavar="NAME", help="ONNX Runtime execution provider, e.g. CUDAExecutionProvider")
-    g.add_argument("--input-range", choices=("0-255", "-1-1"), help="pixel range a foreign ONNX model expects")
+    g.add_argument("--input-range", choices=("0-255", "0-1", "-1-1"), help="pixel range a foreign ONNX model expects")
     g.add_argument("--batch-size", type=int, default=1, metavar="N", help="frames per forward pass (GPU; default 1)")
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
@@ -210,7 +243,7 @@ def encode_options(args: argparse.Namespace):
         return EncodeOptions(
             codec="libx264rgb", pix_fmt=args.pix_fmt, crf=0, preset=args.preset or "veryfast", audio=not args.no_audio
         )
-    options = default_encode_options(args.codec, pix_fmt=args.pix_fmt, audio=not args.no_audio)
+    options = default_encode_options(args.codec or "libx264", pix_fmt=args.pix_fmt, audio=not args.no_audio)
     if args.crf is not None or args.bitrate is not None:
         options.crf = args.crf
     options.bitrate = parse_bitrate(args.bitrate)
@@ -219,8 +252,38 @@ def encode_options(args: argparse.Namespace):
     return options
 
 
-def process(path: Path, output: Path, stylizer, stages: list, args: argparse.Namespace, options) -> None:
-    """Stylise one file into ``output`` (atomically); print its summary line."""
+def gpu_setup(stylizer, stages, args: argparse.Namespace, options: EncodeOptions) -> EncodeOptions:
+    """On a CUDA model: keep frames on the GPU through the stages to the encoder's YUV conversion,
+    the stabiliser's pixels in torch, x264 frame threads, and a hardware encoder when one opens."""
+    device = getattr(stylizer, "device", None)
+    if getattr(device, "type", None) != "cuda":
+        return options
+    # Lazy: torch (the stabiliser's GPU path), only for a model already on a GPU.
+    from realtime.stages.stabilize_torch import use_torch_stabilizer  # noqa: PLC0415
+
+    use_torch_stabilizer(stages.stabilizer, device)
+    if hasattr(stylizer, "keep_on_device") and args.strength >= 1.0 and not args.preserve_color:
+        stylizer.keep_on_device = options.device_frames = True  # strength and colour stages would need the host
+    options.frame_threads = True
+    if args.codec is None and args.crf is None and args.preset is None and not args.lossless:
+        hardware, tried = hardware_encoder(options.codec)
+        if hardware is not None:
+            bitrate = options.bitrate
+            options = default_encode_options(hardware, pix_fmt=args.pix_fmt, audio=not args.no_audio)
+            options.bitrate, options.device_frames = bitrate, stylizer_keeps(stylizer)
+            print(f"encoder: {hardware} (hardware)", file=sys.stderr)
+        else:
+            why = f"{', '.join(tried)} did not open" if tried else "no hardware H.264 encoder in this PyAV build"
+            print(f"encoder: {options.codec} on {os.cpu_count()} cores ({why})", file=sys.stderr)
+    return options
+
+
+def stylizer_keeps(stylizer) -> bool:
+    return bool(getattr(stylizer, "keep_on_device", False))
+
+
+def process(path: Path, output: Path, stylizer, stages: list, args: argparse.Namespace, options) -> RunStats:
+    """Stylise one file into ``output`` (atomically); print its summary line and return its statistics."""
     info = probe(path)
     if args.start and info.duration is not None and args.start >= info.duration:
         raise UserError(f"{path}: --start {args.start:g} s is past the end ({info.duration:.2f} s)")
@@ -260,11 +323,29 @@ def process(path: Path, output: Path, stylizer, stages: list, args: argparse.Nam
         print(f"interrupted: {kept}", file=sys.stderr)
         raise interrupted
     print(f"{output}: {stats.summary()}")
+    return stats
 
 
-@cli_entry(flags={"stabilize": "--stabilize"})
+def list_styles(args: argparse.Namespace) -> int:
+    """``--list-styles``: load ``--model`` and print its style names, one per line."""
+    # Lazy: the backends import torch (about 2 s), which every other early exit skips.
+    from realtime.backends.loader import load_stylizer  # noqa: PLC0415
+    from realtime.core.devices import resolve_device  # noqa: PLC0415
+
+    print(style_listing(load_stylizer(args.model, device=str(resolve_device(args.device))), args.model))
+    return 0
+
+
+FLAGS = {"stabilize": "--stabilize"}
+
+
+@cli_entry(flags=FLAGS)
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(attach_dash_values(sys.argv[1:] if argv is None else list(argv)))
+    if args.list_styles:
+        return list_styles(args)
+    if not args.inputs:
+        raise UserError("give at least one INPUT video or folder (see --help)")
     if args.batch_size < 1:
         raise UserError("--batch-size must be at least 1")
     if args.start < 0 or (args.duration is not None and args.duration <= 0):
@@ -274,7 +355,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     suffix = ".mkv" if options.codec == "ffv1" else ".mp4"
     outputs = plan_outputs(inputs, args.output, model_label(args.model), suffix, args.force)
     stabilize = DEFAULT_STRENGTH if args.stabilize == "default" else args.stabilize
-    stages = build_stages(args.strength, args.preserve_color, stabilize).ordered
+    built = build_stages(args.strength, args.preserve_color, stabilize)
     if len(inputs) == 1:
         probe(inputs[0])  # a bad input is reported before the model loads (seconds)
 
@@ -284,8 +365,20 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     device = str(resolve_device(args.device))
     stylizer = load_for_pipeline(
-        args.model, device=device, provider=args.provider, input_range=args.input_range, backend=args.backend
+        args.model,
+        device=device,
+        provider=args.provider,
+        input_range=args.input_range,
+        backend=args.backend,
+        compile=False if args.no_compile else None,
     )
+    if args.style is not None:
+        apply_style_spec(stylizer, args.style, args.model)
+    route_strength(stylizer, built.strength, args.strength)
+    stages = built.ordered
+    if has_picture_styles(stylizer):  # --strength moves the style vector toward the video's own
+        stages = [ContentAnchor(lambda: stylizer), *stages]
+    options = gpu_setup(stylizer, built, args, options)
     failed = 0
     for path, output in zip(inputs, outputs):
         try:
@@ -294,7 +387,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if len(inputs) == 1:
                 raise
             failed += 1
-            print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
+            print(error_line(exc, FLAGS), file=sys.stderr)
     if failed:
         raise UserError(f"{failed} of {len(inputs)} inputs failed (see above)")
     return 0

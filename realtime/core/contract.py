@@ -13,9 +13,11 @@ from typing import Any
 
 JOHNSON = "johnson"
 CYCLEGAN = "cyclegan"
+ARBITRARY = "arbitrary"
 
 RANGE_0_255 = (0.0, 255.0)
 RANGE_MINUS1_1 = (-1.0, 1.0)
+RANGE_0_1 = (0.0, 1.0)
 
 
 @dataclass(frozen=True)
@@ -26,6 +28,10 @@ class IOContract:
     ``value_range`` (``(0, 255)`` for Johnson nets, ``(-1, 1)`` for CycleGAN).
     Height and width must be multiples of ``size_multiple``; ``fixed_size`` is
     ``(H, W)`` for models that only accept one size (foreign ONNX files).
+
+    Conditioned models (multi-style, arbitrary-style) take a second input, a style vector of
+    ``condition_dim`` floats (:mod:`realtime.core.styles`); ``styles`` names the styles a
+    multi-style net was trained on, in the order of its weight vector.
     """
 
     family: str = JOHNSON
@@ -36,12 +42,15 @@ class IOContract:
     fixed_size: tuple[int, int] | None = None
     name: str = ""
     style: str = ""  # style image (Johnson) or "A->B" domains (CycleGAN)
+    styles: tuple[str, ...] = ()
+    condition_dim: int = 0
     provenance: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
         data["value_range"] = list(self.value_range)
         data["fixed_size"] = list(self.fixed_size) if self.fixed_size else None
+        data["styles"] = list(self.styles)
         return data
 
     @classmethod
@@ -53,6 +62,7 @@ class IOContract:
         if kwargs.get("fixed_size"):
             kwargs["fixed_size"] = tuple(int(v) for v in kwargs["fixed_size"])
         kwargs["provenance"] = dict(kwargs.get("provenance") or {})
+        kwargs["styles"] = tuple(str(s) for s in kwargs.get("styles") or ())
         return cls(**kwargs)
 
     def to_json(self) -> str:
@@ -74,3 +84,13 @@ def johnson_contract(**extra: Any) -> IOContract:
 def cyclegan_contract(**extra: Any) -> IOContract:
     """Contract of a CycleGAN generator: RGB in -1..1, output tanh -1..1."""
     return IOContract(family=CYCLEGAN, value_range=RANGE_MINUS1_1, **extra)
+
+
+def arbitrary_contract(**extra: Any) -> IOContract:
+    """Contract of an arbitrary-style transform net: RGB in 0..1 plus a 100-number style vector, sigmoid out 0..1.
+
+    The net takes any frame size (it crops its own output back), so frames are not padded.
+    """
+    extra.setdefault("condition_dim", 100)
+    extra.setdefault("size_multiple", 1)
+    return IOContract(family=ARBITRARY, value_range=RANGE_0_1, **extra)

@@ -31,7 +31,7 @@ from realtime.core.images import resize
 
 MIN_SIDE = 16  # the nets' own reflection pads need about 8 px after padding; keep a margin
 
-INPUT_RANGES = {"0-255": (0.0, 255.0), "-1-1": (-1.0, 1.0)}
+INPUT_RANGES = {"0-255": (0.0, 255.0), "0-1": (0.0, 1.0), "-1-1": (-1.0, 1.0)}
 
 
 @dataclass(frozen=True)

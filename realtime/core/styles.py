@@ -18,6 +18,8 @@ parameters; Ghiasi et al. 2017 the style embeddings), not a cross-fade of pixels
 
 from __future__ import annotations
 
+import difflib
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
@@ -96,9 +98,116 @@ class StyleControl(Protocol):
         ...
 
 
+@runtime_checkable
+class PictureStyleControl(StyleControl, Protocol):
+    """A :class:`StyleControl` whose styles are pictures (the arbitrary-style family) adds:
+
+    * a strength that moves the style vector toward the *content's own* vector (Ghiasi et al. 2017
+      interpolate style vectors this way) instead of fading pixels: the net gets
+      ``strength * style + (1 - strength) * content`` once a content vector is set;
+    * the style vector of any in-memory picture (a frame), and adding one as a named style
+      (a camera frame taken as the style).
+    """
+
+    @property
+    def strength(self) -> float:
+        """0..1: how far the style vector is from the content's own vector (1: the style itself)."""
+        ...
+
+    def set_strength(self, strength: float) -> None: ...
+
+    def picture_vector(self, picture: np.ndarray) -> np.ndarray:
+        """The style vector of an ``(H, W, 3)`` uint8 RGB picture, ``(D,)`` float32."""
+        ...
+
+    def set_content_vector(self, vector: np.ndarray | None) -> None:
+        """The content's own vector that strength below 1 moves toward (None: strength has no effect)."""
+        ...
+
+    def add_picture_style(self, label: str, picture: np.ndarray) -> tuple[int, np.ndarray]:
+        """Add ``picture`` to :meth:`style_names` as ``label``; returns its index and vector."""
+        ...
+
+    def prepare_styles(self, stop: threading.Event | None = None) -> None:
+        """Load what the first picture needs (the predictor), then the vectors of the named styles until ``stop``."""
+        ...
+
+
+def has_picture_styles(stylizer: object) -> bool:
+    """True when ``stylizer`` takes pictures as styles (implements :class:`PictureStyleControl`)."""
+    return isinstance(stylizer, PictureStyleControl)
+
+
 def has_style_control(stylizer: object) -> bool:
     """True when ``stylizer`` takes a run-time style (implements :class:`StyleControl`)."""
     return isinstance(stylizer, StyleControl)
+
+
+def require_style_control(stylizer: object, model: str = "") -> StyleControl:
+    """``stylizer`` as a :class:`StyleControl`; :class:`InvalidValue` (``style``) for a one-style model."""
+    if not has_style_control(stylizer):
+        which = f"model {model!r}" if model else "this model"
+        raise InvalidValue(
+            "style",
+            f"does not apply to {which}: it has one fixed style (multi-style and arbitrary-style models take one)",
+        )
+    return stylizer  # type: ignore[return-value]
+
+
+def apply_style_spec(stylizer: object, spec: str, model: str = "") -> np.ndarray:
+    """Make the style ``spec`` (see :func:`parse_style_spec`) current on a conditioned stylizer; returns its vector."""
+    control = require_style_control(stylizer, model)
+    vector = control.style_vector(parse_style_spec(spec))
+    control.set_style(vector)
+    return vector
+
+
+def style_listing(stylizer: object, model: str = "") -> str:
+    """The style names of a conditioned model, one per line, numbered from 0 (``--list-styles``)."""
+    names = require_style_control(stylizer, model).style_names()
+    return "\n".join(f"{i}\t{name}" for i, name in enumerate(names))
+
+
+class NamedStyles:
+    """The style vector of a multi-style net: a weight per named style, normalised to sum 1.
+
+    Keys are names (letter case, ``-`` and ``_`` do not matter) or 0-based indices.
+    """
+
+    def __init__(self, names: Sequence[str]) -> None:
+        if not names:
+            raise ValueError("a multi-style net needs at least one style name")
+        self._names = [str(n) for n in names]
+        self._index = {_key(n): i for i, n in enumerate(self._names)}
+
+    def names(self) -> list[str]:
+        return list(self._names)
+
+    def index(self, key: str) -> int:
+        """The position of a style named or numbered ``key``; :class:`InvalidValue` (``style``) if none."""
+        text = key.strip()
+        if text.isdigit() and int(text) < len(self._names):
+            return int(text)
+        if _key(text) in self._index:
+            return self._index[_key(text)]
+        close = difflib.get_close_matches(text, self._names, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise InvalidValue(
+            "style", f"{key!r} is not one of this model's styles (0-{len(self._names) - 1} or a name){hint}"
+        )
+
+    def vector(self, terms: Sequence[StyleTerm]) -> np.ndarray:
+        weights = np.zeros(len(self._names), dtype=np.float32)
+        for term in terms:
+            weights[self.index(term.key)] += term.weight
+        return weights / weights.sum()
+
+    def default(self) -> np.ndarray:
+        return np.eye(len(self._names), dtype=np.float32)[0]
+
+
+def _key(name: str) -> str:
+    return name.strip().lower().replace("_", "-")
 
 
 class CrossFade:

@@ -38,6 +38,12 @@ class TeeSink:
         for sink in self.sinks:
             sink.write(frame, info)
 
+    def idle(self) -> None:
+        for sink in self.sinks:
+            idle = getattr(sink, "idle", None)
+            if idle is not None:
+                idle()
+
     def _finish(self, method: str) -> None:
         first: BaseException | None = None
         for sink in self.sinks:
@@ -142,6 +148,9 @@ def check_window_libraries(maps: str | None = None) -> None:
     names, and Qt then calls PyAV's copies with a connection of the system ``libxcb``.
     ``maps``: the text of ``/proc/self/maps`` (read here on Linux; elsewhere nothing is checked).
     """
+    platform = os.environ.get("QT_QPA_PLATFORM", "").split(":")[0]
+    if platform not in ("", "xcb") or not os.environ.get("DISPLAY"):
+        return  # no X connection will be made (offscreen, Wayland, no display)
     if maps is None:
         try:
             maps = Path("/proc/self/maps").read_text()
@@ -237,6 +246,16 @@ class WindowSink:
             lines = [*self.status(), status_line(self.meter.tick(now), now - info.t_start)]
             view = draw_overlay(view, lines, self.hint if now < self._hint_until else None)
         cv2.imshow(self.title, cv2.cvtColor(view, cv2.COLOR_RGB2BGR))
+        key = cv2.waitKey(1)
+        if key != -1:
+            self._hint_until = time.perf_counter() + HINT_SECONDS
+            if self.on_key is not None:
+                self.on_key(key & 0xFF)
+
+    def idle(self) -> None:
+        """While no frame is ready (a model compiling for a new size): keep the window drawn and read keys."""
+        if not self._opened:
+            return
         key = cv2.waitKey(1)
         if key != -1:
             self._hint_until = time.perf_counter() + HINT_SECONDS

@@ -8,6 +8,9 @@
   at one frame however slow the model is. ``dropped`` counts the stale frames skipped.
 * **sequential** (files): every frame in order, none dropped; ``pace=True`` holds them to the
   file's frame rate (a window showing a file plays at normal speed on a fast GPU).
+* **paced live** (a file with ``live=True, pace=True``, ``nst-cam --live``): the grabber plays the
+  file at its frame rate and the newest frame wins, exactly as a camera delivers frames, so
+  capture-to-display latency and dropped frames are measured without a camera.
 
 Video files for ``nst-video`` are read with PyAV instead (:mod:`realtime.io.video_files`), which keeps
 timestamps, rotation and audio; plain lists of arrays are sources too (tests).
@@ -78,7 +81,9 @@ class CaptureSource:
     ``size`` ``(w, h)``: resize every frame (area filter) before it enters the pipeline.
     ``capture_size``: ask the camera for this resolution (it may pick the nearest it has).
     ``live``: grabber thread, newest frame wins; default True for cameras and URLs, False for
-    files. ``pace``: in sequential mode, deliver frames no faster than the file's frame rate.
+    files. ``pace``: deliver a file's frames no faster than its frame rate (sequential mode), or,
+    live, make them available at that rate as a camera would. ``frame_size``: ``(w, h)`` of the
+    frames it yields.
     """
 
     def __init__(
@@ -131,6 +136,13 @@ class CaptureSource:
         return cap
 
     @property
+    def frame_size(self) -> tuple[int, int]:
+        """``(width, height)`` of the frames this source yields (as reported by the device or file)."""
+        if self.size is not None:
+            return self.size
+        return int(self._cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(self._cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
+
+    @property
     def rate(self) -> Fraction:
         return Fraction(self.fps).limit_denominator(1001)
 
@@ -163,9 +175,16 @@ class CaptureSource:
     # -- live: cameras and streams -----------------------------------------------------------
     def _grab(self) -> None:
         last_ok = time.perf_counter()
+        t0, index = None, 0  # a paced file: frame i is "captured" at t0 + i / fps, as a camera would deliver it
         while not self._closed.is_set():
             ok, bgr = self._cap.read()
             now = time.perf_counter()
+            if ok and self.pace and self.kind == "file":
+                t0 = now if t0 is None else t0
+                wait = t0 + index / self.fps - now
+                if wait > 0 and self._closed.wait(wait):
+                    return
+                now, index = time.perf_counter(), index + 1
             if ok:
                 last_ok = now
                 with self._cond:

@@ -14,6 +14,11 @@ Odd frame sizes: 4:2:0 video (``yuv420p``) cannot store an odd width or height. 
 automatic pixel format an odd-sized output is encoded ``yuv444p`` instead (exact size; H.264
 4:4:4 plays in ffmpeg/VLC/mpv but not in browsers or QuickTime); asking for ``yuv420p``
 explicitly pads the right/bottom edge by one replicated pixel (e.g. 333x199 -> 334x200).
+
+Frames may also arrive as ``(H, W, 3)`` uint8 CUDA tensors (a stylizer that keeps its output on
+the GPU): for ``yuv420p`` they are converted there (:mod:`realtime.io.yuv`, BT.709 for HD,
+BT.601 for SD, limited range) and only the planes are copied to the host. NumPy frames are
+converted by FFmpeg (BT.601). The stream is tagged with the matrix its frames were converted with.
 """
 
 from __future__ import annotations
@@ -31,6 +36,8 @@ import numpy as np
 
 from realtime.core.errors import InvalidValue, UserError
 from realtime.core.images import IMAGE_SUFFIXES, list_images, read_image
+from realtime.io.colorspace import LIMITED_RANGE, TAGS, matrix_for
+from realtime.io.encoders import NVENC_QUALITY, is_hardware
 from realtime.pipeline import Frame, FrameInfo
 
 log = logging.getLogger(__name__)
@@ -315,6 +322,8 @@ class EncodeOptions:
     bitrate: int | None = None
     preset: str | None = None
     audio: bool = True
+    frame_threads: bool = False  # x264/x265 frame threading (throughput on many cores) instead of PyAV's slices
+    device_frames: bool = False  # frames arrive as CUDA tensors: YUV conversion on the GPU (BT.709 for HD)
 
 
 def check_encode_options(options: EncodeOptions) -> None:
@@ -377,6 +386,7 @@ class VideoWriter:
         self._audio_map: dict[int, av.stream.Stream] = {}
         self._pending: av.Packet | None = None
         self._cut: float | None = None  # input seconds: no audio past this (set by stopped_early)
+        self._yuv = None  # realtime.io.yuv.YuvConverter, made for the first frame that arrives on a device
         self.container = av.open(str(self.path), "w")
         try:
             self._add_video(options, info)
@@ -409,7 +419,15 @@ class VideoWriter:
             if codec not in X264_LIKE:
                 raise InvalidValue("preset", f"does not apply to codec {codec}")
             opts["preset"] = options.preset
+        if is_hardware(codec) and codec.endswith("_nvenc"):
+            opts = {**NVENC_QUALITY, **opts} if options.bitrate is None else opts
         stream.codec_context.options = opts
+        if options.frame_threads and codec in X264_LIKE:
+            stream.codec_context.thread_count = 0  # x264's auto: 1.5 threads per core
+            stream.codec_context.thread_type = "FRAME"
+        self.matrix = matrix_for(self.width, self.height) if options.device_frames else "bt601"
+        if self.pix_fmt.startswith("yuv"):
+            self._tag(stream, self.matrix)
         if info.display_matrix is not None:
             stream.set_display_matrix(info.display_matrix)
         elif info.rotation:
@@ -417,6 +435,16 @@ class VideoWriter:
         if self.path.suffix.lower() in (".mp4", ".mov", ".m4v"):
             self.container.options["movflags"] = "+faststart"  # moov first: plays while downloading
         self.stream = stream
+
+    @staticmethod
+    def _tag(stream: av.video.stream.VideoStream, matrix: str) -> None:
+        """Say in the stream which matrix and range its YUV frames use (players guess otherwise)."""
+        try:
+            context = stream.codec_context
+            context.colorspace = context.color_primaries = context.color_trc = TAGS[matrix]
+            context.color_range = LIMITED_RANGE
+        except (AttributeError, TypeError, ValueError):  # an older PyAV without these setters
+            log.debug("this PyAV cannot tag the colour matrix", exc_info=True)
 
     def _add_audio(self, source: Path) -> None:
         self._audio_in = av.open(str(source))
@@ -479,7 +507,7 @@ class VideoWriter:
         if self._last_pts is not None and pts <= self._last_pts:
             pts = self._last_pts + 1  # encoders need strictly rising pts
         self._last_pts = pts
-        vframe = self._to_video_frame(frame)
+        vframe = self._to_video_frame(frame) if isinstance(frame, np.ndarray) else self._from_device(frame)
         vframe.pts = pts
         vframe.time_base = self.time_base
         packets = self.stream.encode(vframe)
@@ -497,6 +525,17 @@ class VideoWriter:
         if self.pad_w or self.pad_h:
             frame = np.pad(frame, ((0, self.pad_h), (0, self.pad_w), (0, 0)), mode="edge")
         return av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
+
+    def _from_device(self, frame) -> av.VideoFrame:
+        """A ``(h, w, 3)`` uint8 tensor on the model's device -> a ``yuv420p`` frame converted there."""
+        h, w = frame.shape[:2]  # odd sides: padded by one replicated pixel on the device
+        if self.pix_fmt != "yuv420p" or (w, h) != (self.width, self.height):
+            return self._to_video_frame(frame.cpu().numpy())
+        if self._yuv is None:
+            from realtime.io.yuv import YuvConverter  # noqa: PLC0415 - torch, only when frames come on a device
+
+            self._yuv = YuvConverter()
+        return av.VideoFrame.from_ndarray(self._yuv(frame, self.matrix), format="yuv420p")
 
     def close(self) -> None:
         """Flush the encoder, copy the rest of the audio, write the trailer. Safe to call twice."""

@@ -136,14 +136,25 @@ class ConditionalInstanceNorm(nn.Module):
         self.shift_quant = FakeQuant()  # beta - mean * scale
         self.x_scale_quant = FakeQuant()  # x * scale
 
+    def _scale_shift(
+        self, x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Float network: per-sample, per-channel ``(scale, shift)`` with ``y = x * scale + shift``."""
+        mean = x.mean(dim=(2, 3), keepdim=True)
+        var = torch.clamp((x * x).mean(dim=(2, 3), keepdim=True) - mean * mean, min=0.0)
+        scale = gamma * torch.rsqrt(var + self.eps)
+        return scale, beta - mean * scale
+
     def forward(self, x: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
         gamma = self.gamma_quant(self.gamma(style))[:, :, None, None]
         beta = self.beta_quant(self.beta(style))[:, :, None, None]
         if not self.mean_quant.enabled:  # float network: E[x^2] - E[x]^2 (torch.var_mean is ~20x slower on CPU)
-            mean = x.mean(dim=(2, 3), keepdim=True)
-            var = torch.clamp((x * x).mean(dim=(2, 3), keepdim=True) - mean * mean, min=0.0)
-            scale = gamma * torch.rsqrt(var + self.eps)
-            return x * scale + (beta - mean * scale)
+            if x.dtype == torch.float32:
+                scale, shift = self._scale_shift(x, gamma, beta)
+                return x * scale + shift
+            # in float32 for a half-precision net: E[x^2] - E[x]^2 cancels badly in float16
+            scale, shift = self._scale_shift(x.float(), gamma.float(), beta.float())
+            return x * scale.to(x.dtype) + shift.to(x.dtype)
         mean = self.mean_quant(x.mean(dim=(2, 3), keepdim=True))
         diff = x - mean
         var = self.var_quant(self.sq_diff_quant(diff * diff).mean(dim=(2, 3), keepdim=True))
@@ -269,11 +280,23 @@ class ArbitraryTransformNet(nn.Module):
     Returns ``(B, 3, H, W)`` RGB in ``0..1`` (sigmoid output; ``k / 256`` steps while quantised).
     Instance-norm statistics are taken over the frame actually given, so a frame run at its own
     size is not identical to the same frame padded into a 384x384 square.
+
+    ``activation_quant``: simulate the int8 graph's activation rounding (True, the converter's
+    default: matches the published ONNX) or run the plain float network on the same weights (False:
+    the runtime's choice, faster on every backend and exportable in half precision; its instance-norm
+    statistics are taken in float32 whatever the net's dtype).
     """
 
-    def __init__(self, widths: Sequence[int] = (8, 16, 32), num_residual: int = 5, style_dim: int = STYLE_DIM) -> None:
+    def __init__(
+        self,
+        widths: Sequence[int] = (8, 16, 32),
+        num_residual: int = 5,
+        style_dim: int = STYLE_DIM,
+        activation_quant: bool = True,
+    ) -> None:
         super().__init__()
         c1, c2, c3 = widths
+        self.widths, self.num_residual = tuple(int(w) for w in widths), int(num_residual)
         self.style_dim = style_dim
         self.content_quant = FakeQuant(1 / 255, -128)
         self.style_quant = FakeQuant()
@@ -292,6 +315,16 @@ class ArbitraryTransformNet(nn.Module):
                 "conv3": StyleConv(c1, 3, 9, upsample=1, activation="sigmoid", space_to_depth=True),
             }
         )
+        set_activation_quant(self, activation_quant)
+
+    def arch_kwargs(self) -> dict[str, Any]:
+        """Constructor arguments (checkpoints store them); ``activation_quant`` as currently set."""
+        return {
+            "widths": list(self.widths),
+            "num_residual": self.num_residual,
+            "style_dim": self.style_dim,
+            "activation_quant": self.content_quant.enabled,
+        }
 
     def forward(self, content: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
         if content.dim() != 4 or content.shape[1] != 3:

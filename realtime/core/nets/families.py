@@ -20,10 +20,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from realtime.core.contract import IOContract, cyclegan_contract, johnson_contract
+from realtime.core.arbitrary_styles import arbitrary_styles
+from realtime.core.contract import IOContract, arbitrary_contract, cyclegan_contract, johnson_contract
 from realtime.core.errors import InvalidValue
+from realtime.core.nets.arbitrary import ArbitraryTransformNet
 from realtime.core.nets.cyclegan import PatchDiscriminator, ResnetGenerator
 from realtime.core.nets.transformer import TransformerNet
+from realtime.core.styles import NamedStyles
 
 StateDict = Mapping[str, torch.Tensor]
 
@@ -49,7 +52,9 @@ class Family:
     ``checkpoint_names``: every network class of the family by the name stored in checkpoints
     (training-only nets such as a discriminator included); ``contract``: builds the runtime
     net's :class:`IOContract`; ``runtime_inputs``: the runtime net's inputs in order (an
-    image, plus conditioning inputs for conditional families).
+    image, plus conditioning inputs for conditional families); ``style_resolver``: for
+    conditioned families, builds the object that names the styles and turns a style spec into
+    the net's style vector (default: one weight per name in ``contract.styles``).
     """
 
     name: str
@@ -60,6 +65,7 @@ class Family:
     foreign_layouts: tuple[ForeignLayout, ...] = ()
     exportable: bool = True
     runtime_inputs: tuple[str, ...] = ("image",)
+    style_resolver: Callable[[IOContract], Any] | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
 
 
@@ -97,6 +103,16 @@ FAMILIES: dict[str, Family] = {
             contract=cyclegan_contract,
             foreign_layouts=(ForeignLayout("CycleGAN authors'", "model.1.weight", _generator_kwargs),),
         ),
+        Family(
+            name="arbitrary",
+            summary="Ghiasi et al. (2017) arbitrary-style transform net: any picture is the style, "
+            "through the style vector its predictor computes (Magenta's published weights)",
+            runtime_net=ArbitraryTransformNet,
+            checkpoint_names={"arbitrary_transform_net": ArbitraryTransformNet},
+            contract=arbitrary_contract,
+            runtime_inputs=("image", "style"),
+            style_resolver=arbitrary_styles,
+        ),
     )
 }
 
@@ -133,6 +149,15 @@ def family_of(model: nn.Module) -> Family | None:
         if type(model) is f.runtime_net:
             return f
     return None
+
+
+def style_resolver(contract: IOContract) -> Any:
+    """The style resolver of a conditioned model (``contract.condition_dim > 0``): its family's, else
+    one weight per name in ``contract.styles`` (foreign multi-style files)."""
+    owner = FAMILIES.get(contract.family)
+    if owner is not None and owner.style_resolver is not None:
+        return owner.style_resolver(contract)
+    return NamedStyles(contract.styles or tuple(map(str, range(contract.condition_dim))))
 
 
 def detect_foreign(state: StateDict) -> tuple[Family, ForeignLayout] | None:
