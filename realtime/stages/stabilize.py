@@ -25,14 +25,14 @@ every model family. Per frame ``t``:
 The first frame, the frame after a scene cut or a :meth:`reset`, and ``strength = 0`` return
 the stylised frame unchanged. Frames are ``(H, W, 3)`` uint8 RGB.
 
-Small frames: the flow image keeps a short side of at least ``MIN_FLOW_SIDE`` (180; it was 96)
-pixels, so a frame under 360 px high gets its flow at a finer scale than ``flow_scale`` (320x180:
-at full size, where it was at 0.53). The photometric error's averaging window then grows to cover
-the same part of the frame (``PHOTO_WINDOW`` 3 flow pixels at scale 0.5 -> 7 at full size); the
-thresholds keep their meaning. Frames of 360 px and more are analysed exactly as before.
-Measured with ``python -m bench stabilize --model mosaic_small --size 320x180 --clips extra`` on
-the walking clip (50 frames): flicker 0.61x the per-frame output with the old rule, 0.52x with
-the full-size flow alone, 0.50x with the wider window; Gram distance to the style +0.1%.
+Small frames: the flow image keeps a short side of at least ``MIN_FLOW_SIDE`` (160; it was 96)
+pixels, so a frame under 320 px high gets its flow at a finer scale than ``flow_scale`` (320x180:
+at 0.89, where it was at 0.53). The photometric error's averaging window then grows to cover the
+same part of the frame (``PHOTO_WINDOW`` 3 flow pixels at scale 0.5 -> 5 at 0.89, 7 at full
+size); the thresholds keep their meaning. Frames of 320 px and more are analysed as before.
+Measured on the walking clip at 320x180 with ``mosaic_small`` (50 frames, ``python -m bench
+stabilize --model mosaic_small --size 320x180 --clips extra``): flicker 0.61x the per-frame
+output with the old rule (prepare 3.4 ms), 0.50x now (prepare 8.6 ms); Gram to the style -0.1%.
 
 Threading: ``prepare`` owns the previous-input state, ``__call__`` the previous-output state;
 each is called in frame order. ``reset`` only bumps a generation counter that both sides
@@ -53,7 +53,7 @@ from realtime.stages.strength import check_strength
 
 DEFAULT_STRENGTH = 0.9  # chosen with `python -m bench stabilize` (README: Flicker)
 FLOW_SCALE = 0.5  # flow image size relative to the frame (at least MIN_FLOW_SIDE px short side)
-MIN_FLOW_SIDE = 180  # was 96; see "Small frames" in the module docstring
+MIN_FLOW_SIDE = 160  # was 96; see "Small frames" in the module docstring
 FLOW_PRESET, FLOW_FINEST_SCALE = "fast", 1  # ~2 ms a call at 320x180, 0.1 px error on the bench clip
 PHOTO_LOW, PHOTO_HIGH = 6.0, 18.0  # max-channel RGB error (0..255): full trust below, none above (at FLOW_SCALE)
 PHOTO_WINDOW = 3  # the photometric error is averaged over this window (flow-image pixels at FLOW_SCALE)
