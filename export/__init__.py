@@ -21,7 +21,7 @@ from export.torchscript_writer import write_torchscript
 from export.verify import TOLERANCE_LEVELS, Check, verify_export
 from realtime.core.checkpoint import LoadedModel, json_safe, load_model
 from realtime.core.contract import IOContract
-from realtime.core.errors import UserError
+from realtime.core.errors import InvalidValue, UserError
 from realtime.core.files import check_output, ensure_not_an_input, output_file
 from realtime.core.nets.families import FAMILIES, family_of
 from realtime.core.onnx_file import DEFAULT_OPSET, write_onnx
@@ -109,6 +109,7 @@ def export_model(
     dest: str | Path,
     *,
     fp16: bool = False,
+    half_weights: bool = False,
     opset: int = DEFAULT_OPSET,
     static: tuple[int, int] | None = None,
     name: str | None = None,
@@ -120,8 +121,10 @@ def export_model(
 
     The file appears only after it ran at two sizes (or twice at the ``static`` size) within
     ``tolerance_levels`` levels of 255 of eager float32 PyTorch (defaults:
-    :data:`export.verify.TOLERANCE_LEVELS`). An existing ``dest`` is replaced only with ``force``
-    (else :class:`~realtime.core.files.OutputExists`, before any work).
+    :data:`export.verify.TOLERANCE_LEVELS`). ``fp16`` computes in half precision;
+    ``half_weights`` (ONNX only) stores the weights in half precision and computes in float32.
+    An existing ``dest`` is replaced only with ``force`` (else
+    :class:`~realtime.core.files.OutputExists`, before any work).
     """
     dest = Path(dest)
     fmt = FORMATS.get(dest.suffix.lower())
@@ -140,13 +143,16 @@ def export_model(
     if owner is None or not owner.exportable:
         kinds = ", ".join(f.runtime_net.__name__ for f in FAMILIES.values() if f.exportable)
         raise UserError(f"{source_name} holds a {type(loaded.model).__name__}; export handles {kinds}")
+    if half_weights and fmt != "onnx":
+        raise InvalidValue("half_weights", "applies to ONNX files only")
     if static is not None and fmt != "onnx":
         raise UserError("--static applies to ONNX only; TorchScript files run at any size")
     _check_static(static, loaded.contract.size_multiple)
     if not 9 <= opset <= 20:
         raise UserError(f"--opset must be between 9 and 20, got {opset}")
     precision = "fp16" if fp16 else "fp32"
-    tolerance = TOLERANCE_LEVELS[precision] if tolerance_levels is None else float(tolerance_levels)
+    storage = "fp16-weights" if half_weights and not fp16 else precision
+    tolerance = TOLERANCE_LEVELS[storage] if tolerance_levels is None else float(tolerance_levels)
     contract = export_contract(loaded, source_name, name, static)
     reference = loaded.model.float().eval().cpu()
     module = HalfPrecision(reference).eval() if fp16 else reference
@@ -164,6 +170,7 @@ def export_model(
                 opset=opset,
                 sample_size=tuple(static) if static else (64, 64),
                 static=static is not None,
+                half_weights=half_weights,
             )
         else:
             write_torchscript(module, contract, tmp, meta=meta, precision=precision)

@@ -48,6 +48,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--fp16", action="store_true", help="half-precision weights and compute, float32 inputs/outputs (for GPUs)"
     )
+    parser.add_argument(
+        "--half-weights",
+        action="store_true",
+        help="store the weights in half precision (half the file size), compute in float32 (about 0.1 level off)",
+    )
     parser.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset (default {DEFAULT_OPSET})")
     parser.add_argument(
         "--static",
@@ -85,6 +90,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         source,
         args.output,
         fp16=args.fp16,
+        half_weights=args.half_weights,
         opset=args.opset,
         static=tuple(args.static) if args.static else None,
         name=args.name,

@@ -28,7 +28,8 @@ def decoded_metadata(path: Path) -> dict[str, Any]:
     return {
         "contract": json.loads(props[CONTRACT_KEY]),
         "provenance": json.loads(props.get("nst_provenance", "{}")),
-        "precision": props.get("nst_precision", "fp32"),
+        "precision": props.get("nst_precision", "fp32")
+        + (", fp16 weights" if props.get("nst_weights") == "float16" else ""),
     }
 
 

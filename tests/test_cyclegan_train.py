@@ -17,6 +17,8 @@ from PIL import Image, ImageDraw
 from two_ranks import assert_same_weights, run_two_ranks
 
 from realtime.core.checkpoint import load_model
+from realtime.core.errors import InvalidValue
+from train import cyclegan
 from train.cyclegan import CycleGANConfig, main, train
 from train.cyclegan_model import output_names
 
@@ -115,9 +117,73 @@ def test_resume_continues_exactly(domains, tmp_path):
     log_a, log_b = (read_log(tmp_path / d / "logs" / "log.csv") for d in "ab")
     assert [r["step"] for r in log_b] == [2, 4, 6, 8]  # the resumed run appended to the same CSV
     for row_a, row_b in zip(log_a, log_b):
-        assert {k: v for k, v in row_a.items() if k != "it_per_s"} == {
-            k: v for k, v in row_b.items() if k != "it_per_s"
+        timings = ("it_per_s", "images_per_s")
+        assert {k: v for k, v in row_a.items() if k not in timings} == {
+            k: v for k, v in row_b.items() if k not in timings
         }
+
+
+def test_preloaded_data_and_compiled_nets_train_the_same_weights(domains, tmp_path):
+    cfg = dict(dataset=str(domains), pool_size=2, log_every=2, steps=4, **TINY)
+    plain = train(CycleGANConfig(output=str(tmp_path / "a"), **cfg))
+    fast = train(CycleGANConfig(output=str(tmp_path / "b"), preload=True, compile=True, compile_backend="eager", **cfg))
+    a, b = _all_weights(plain), _all_weights(fast)
+    for key in a:
+        torch.testing.assert_close(b[key], a[key], atol=1e-6, rtol=0, msg=key)
+    assert read_log(tmp_path / "b" / "logs" / "log.csv")[-1]["images_per_s"] > 0
+
+
+def test_lr_scaling_for_larger_batches():
+    assert CycleGANConfig(dataset="x", batch_size=4).effective_lr == pytest.approx(2e-4)
+    assert CycleGANConfig(dataset="x", batch_size=4, lr_scaling="sqrt").effective_lr == pytest.approx(4e-4)
+    assert CycleGANConfig(dataset="x", batch_size=4, lr_scaling="linear").effective_lr == pytest.approx(8e-4)
+    with pytest.raises(InvalidValue, match="lr_scaling"):
+        CycleGANConfig(dataset="x", lr_scaling="cubic").check()
+
+
+def test_time_limit_stops_saves_and_resumes(domains, tmp_path, monkeypatch):
+    clock = iter(float(t) for t in range(10_000))  # each reading of the clock: one second later
+    monkeypatch.setattr(cyclegan.time, "perf_counter", lambda: next(clock))
+    out = tmp_path / "o"
+    cfg = dict(dataset=str(domains), output=str(out), log_every=100, **TINY)
+    first = train(CycleGANConfig(steps=50, time_limit=3.5, **cfg))
+    assert first.out_of_time and 1 <= first.steps < 10
+    assert torch.load(out / "state.pth", weights_only=True)["training"]["step"] == first.steps
+    assert read_log(out / "logs" / "log.csv")[-1]["step"] == first.steps  # the last partial window is logged
+    assert (out / "samples" / f"step_{first.steps:07d}.png").is_file()
+    second = train(CycleGANConfig(steps=first.steps + 2, resume=str(out / "state.pth"), **cfg))
+    assert second.steps == first.steps + 2 and not second.out_of_time
+
+
+def test_resume_remembers_the_run_and_refuses_a_changed_recipe(domains, tmp_path, capsys):
+    out = tmp_path / "out"
+    first = ["--dataset", str(domains), "-o", str(out), "--device", "cpu", "--no-progress", "--image-size", "32"]
+    first += ["--ngf", "4", "--ndf", "4", "--n-blocks", "1", "--batch-size", "2", "--lr", "3e-4", "--steps", "2"]
+    assert main(first + ["--workers", "0", "--seed", "7"]) == 0
+    capsys.readouterr()
+    # Only the output folder and the new length: everything else comes from the state file.
+    assert main(["-o", str(out), "--resume", "--steps", "3", "--workers", "0", "--no-progress"]) == 0
+    state = torch.load(out / "state.pth", weights_only=True)
+    config = state["meta"]["config"]
+    assert state["training"]["step"] == 3 and config["batch_size"] == 2 and config["seed"] == 7
+    assert config["lr"] == 3e-4 and config["ngf"] == 4 and config["image_size"] == 32
+    provenance = state["contract"]["provenance"]
+    assert "--batch-size 2" in provenance["command"] and "--seed 7" in provenance["command"]
+    assert provenance["resumed_with"] == [
+        "python -m train.cyclegan -o " + _shown(out) + " --resume --steps 3 --workers 0 --no-progress"
+    ]
+    capsys.readouterr()
+    code, err = _cli(["-o", str(out), "--resume", "--steps", "4", "--batch-size", "1", "--workers", "0"], capsys)
+    assert code == 2 and len(err) == 1 and "--batch-size 1 differs from 2" in err[0], err
+    assert torch.load(out / "state.pth", weights_only=True)["training"]["step"] == 3  # nothing written
+    # Repeating a setting with the run's value is fine, and so is the state file's own path.
+    assert main(["--resume", str(out / "state.pth"), "--steps", "4", "--ngf", "4", "--no-progress"]) == 0
+
+
+def _shown(path: Path) -> str:
+    from train.runlog import recorded_command
+
+    return recorded_command("m", [str(path)]).split()[-1]
 
 
 def test_bf16_channels_last_and_batches(domains, tmp_path):
@@ -226,7 +292,7 @@ def test_resume_with_other_blocks_or_without_flag_is_one_line(domains, tmp_path,
     assert main(base + ["--n-blocks", "2"]) == 0
     capsys.readouterr()
     code, err = _cli(base + ["--n-blocks", "1", "--steps", "2", "--resume"], capsys)
-    assert code == 2 and len(err) == 1 and "n_blocks=2" in err[0], err
+    assert code == 2 and len(err) == 1 and "--n-blocks 1 differs from 2" in err[0], err
     code, err = _cli(base + ["--n-blocks", "2", "--steps", "2"], capsys)
     assert code == 2 and len(err) == 1 and "--resume" in err[0], err
     code, err = _cli(base + ["--n-blocks", "2", "--resume", str(tmp_path / "nothing.pth")], capsys)

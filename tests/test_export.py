@@ -209,3 +209,26 @@ def test_cli_exports_and_reports_parity(tmp_path, johnson_ckpt, capsys):
     assert err.startswith("error: ") and err.count("\n") == 1
     assert export_main([str(tmp_path / "missing.pth"), "-o", str(tmp_path / "m.onnx")]) == 2
     assert "no such model file" in capsys.readouterr().err
+
+
+def test_half_weights_halve_the_file_and_keep_float32_compute(tmp_path):
+    """Weights stored as float16 with casts back to float32: about half the bytes, within a fraction of a level."""
+    from realtime.core.onnx_file import initializer_arrays
+    from realtime.core.onnx_weights import torch_model_from_onnx
+
+    net = lively_johnson()
+    with torch.no_grad():  # distinct tensors: the exporter merges identical initializers into one name
+        for param in net.parameters():
+            param.add_(0.01 * torch.randn_like(param))
+    source = save_checkpoint(tmp_path / "distinct.pth", net, johnson_contract(name="distinct"))
+    full = export_model(source, tmp_path / "full.onnx")
+    half = export_model(source, tmp_path / "half.onnx", half_weights=True)
+    assert half.size_bytes < 0.6 * full.size_bytes
+    assert read_metadata(half.path)["nst_weights"] == "float16"
+    assert all(c.max_levels < 1.0 for c in half.checks)
+    weights = initializer_arrays(onnx.load(str(half.path)))
+    assert weights["conv1.conv2d.weight"].dtype == np.float32  # read back under the state_dict key
+    rebuilt = torch_model_from_onnx(half.path)  # the torch path finds every weight again
+    assert set(rebuilt.model.state_dict()) <= set(weights)
+    with pytest.raises(UserError, match="half_weights applies to ONNX files only"):
+        export_model(source, tmp_path / "half.pt", half_weights=True)

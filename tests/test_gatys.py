@@ -140,6 +140,46 @@ def test_objective_is_zero_at_the_targets_and_scale_free():
     assert louder(noisy).item() == pytest.approx(objective(noisy).item(), rel=1e-4)
 
 
+def test_bf16_objective_is_zero_at_its_targets_and_close_to_fp32():
+    content, style = to_tensor(image(1), CPU), to_tensor(image(2), CPU)
+    noisy = to_tensor(image(5), CPU)
+    only_content = GatysConfig(style_weight=0, tv_weight=0)
+    bf16 = GatysObjective(TinyEncoder(), content, [style], [1.0], only_content, precision="bf16")
+    assert bf16(content).dtype == torch.float32 and bf16(content).item() == 0.0
+    config = GatysConfig(tv_weight=0)
+    fp32 = GatysObjective(TinyEncoder(), content, [style], [1.0], config)(noisy).item()
+    half = GatysObjective(TinyEncoder(), content, [style], [1.0], config, precision="bf16")(noisy).item()
+    assert half == pytest.approx(fp32, rel=0.05) and half != fp32
+
+
+def test_precision_auto_is_bf16_only_where_native(monkeypatch):
+    from realtime.core import gatys
+
+    monkeypatch.setattr(gatys, "native_bf16", lambda device: device.type == "cuda")
+    assert gatys.resolve_precision("auto", CPU) == "fp32"
+    assert gatys.resolve_precision("auto", torch.device("cuda")) == "bf16"
+    assert gatys.resolve_precision("bf16", CPU) == "bf16" and gatys.resolve_precision("fp32", CPU) == "fp32"
+    with pytest.raises(UserError, match="precision"):
+        GatysConfig(precision="fp8").check(n_styles=1)
+
+
+def test_style_layer_weights_default_to_the_palette_and_reach_the_loss():
+    content, style = to_tensor(image(1), CPU), to_tensor(image(2), CPU)
+    assert dict(GatysConfig().style_layer_weights) == {"relu1_1": 4.0}
+    only_style = dict(content_weight=0, tv_weight=0)
+    palette = GatysObjective(TinyEncoder(), content, [style], [1.0], GatysConfig(**only_style))
+    equal = GatysObjective(TinyEncoder(), content, [style], [1.0], GatysConfig(**only_style, style_layer_weights=()))
+    assert palette.loss.layer_weights == {"relu1_1": 4.0} and equal.loss.layer_weights is None
+    assert palette(content).item() != pytest.approx(equal(content).item(), rel=1e-3)
+    with pytest.raises(UserError, match="not a style layer"):
+        GatysConfig(style_layer_weights=(("relu4_2", 2.0),)).check(n_styles=1)
+
+
+def test_default_is_two_scales_but_one_for_a_single_step():
+    assert GatysConfig().n_scales == 2 and GatysConfig(steps=1).n_scales == 1
+    assert GatysConfig(scales=3).n_scales == 3
+
+
 def test_style_blend_weights_the_gram_targets():
     content, a, b = (to_tensor(image(s), CPU) for s in (1, 2, 4))
     config = GatysConfig(content_weight=0.0, tv_weight=0.0)
@@ -230,11 +270,14 @@ def test_end_to_end_with_vgg_moves_towards_the_style(samples):
             return gram_distance(vgg(to_tensor(rgb, CPU), STYLE_LAYERS), grams)
 
     losses = []
-    out = stylize(content, [style], vgg, CPU, GatysConfig(steps=10), on_step=lambda p: losses.append(p.loss))
+    one = GatysConfig(steps=10, scales=1)
+    out = stylize(content, [style], vgg, CPU, one, on_step=lambda p: losses.append(p.loss))
     assert out.shape == content.shape
     assert losses[-1] < 0.5 * losses[0]
     before, after = style_distance(content), style_distance(out)
     assert after < 0.8 * before, (before, after)
+    default = stylize(content, [style], vgg, CPU, GatysConfig(steps=10))  # two scales, bf16 where native
+    assert default.shape == content.shape and style_distance(default) < 0.8 * before
     assert CONTENT_LAYER == "relu4_2"
 
 
@@ -296,3 +339,72 @@ def test_lbfgs_first_step_moves_each_element_by_first_step_on_average():
     for _ in range(5):
         opt.step(closure)
     torch.testing.assert_close(x.detach(), target, rtol=1e-4, atol=1e-3)  # quadratic: solved in a few steps
+
+
+class VectorLoopLBFGS:
+    """The textbook two-loop recursion, vector by vector (this module's L-BFGS before it ran on inner products)."""
+
+    def __init__(self, param: torch.Tensor, history: int, first_step: float) -> None:
+        self.param, self.history, self.first_step = param, history, first_step
+        self.s, self.y, self.rho, self.h_diag = [], [], [], 1.0
+        self.prev_grad = self.prev_step = None
+        self.rejected = 0  # curvature pairs left out (ys <= 1e-10: negative curvature)
+
+    @torch.no_grad()
+    def step(self, closure) -> None:
+        with torch.enable_grad():
+            closure()
+        g = self.param.grad.reshape(-1)
+        if self.prev_grad is not None:
+            y, s = g - self.prev_grad, self.prev_step
+            ys = y.dot(s)
+            if ys > 1e-10:
+                if len(self.s) == self.history:
+                    del self.s[0], self.y[0], self.rho[0]
+                self.s.append(s)
+                self.y.append(y)
+                self.rho.append(1.0 / ys)
+                self.h_diag = ys / y.dot(y)
+            else:
+                self.rejected += 1
+        d = None
+        if self.s:
+            q, alphas = -g, []
+            for s, y, rho in zip(reversed(self.s), reversed(self.y), reversed(self.rho)):
+                alphas.append(s.dot(q) * rho)
+                q = q - alphas[-1] * y
+            d = q * self.h_diag
+            for s, y, rho, alpha in zip(self.s, self.y, self.rho, reversed(alphas)):
+                d = d + s * (alpha - y.dot(d) * rho)
+        if d is None or g.dot(d) >= 0:
+            self.s, self.y, self.rho, self.h_diag = [], [], [], 1.0
+            d = -g * (self.first_step * g.numel() / g.abs().sum())
+        self.param.view(-1).add_(d)
+        self.prev_grad, self.prev_step = g.clone(), d
+
+
+def test_lbfgs_on_inner_products_matches_the_vector_loop():
+    """A non-convex function: the history wraps, and pairs of negative curvature are left out."""
+    x0 = torch.linspace(-1.5, 1.2, 10, dtype=torch.float64)
+
+    def run(make) -> tuple[list[torch.Tensor], object]:
+        x = x0.clone().requires_grad_(True)
+        opt = make(x)
+
+        def closure():
+            x.grad = None
+            loss = (torch.sin(3 * x) * torch.cos(2 * x.flip(0))).sum() + 0.05 * x.pow(2).sum()
+            loss.backward()
+            return loss
+
+        path = []
+        for _ in range(40):
+            opt.step(closure)
+            path.append(x.detach().clone())
+        return path, opt
+
+    ours, _ = run(lambda x: LBFGS(x, history=4, first_step=0.05))
+    theirs, reference = run(lambda x: VectorLoopLBFGS(x, history=4, first_step=0.05))
+    assert reference.rejected >= 2  # the case this test is about, besides the wrapping history
+    for mine, expected in zip(ours, theirs):
+        torch.testing.assert_close(mine, expected, rtol=1e-9, atol=1e-9)

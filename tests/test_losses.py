@@ -159,3 +159,21 @@ def test_perceptual_loss_with_two_content_and_two_weighted_style_layers_by_hand(
     torch.testing.assert_close(got["style"], want_style)
     torch.testing.assert_close(got["loss"], want_content + want_style)
     assert got["tv"].item() == 0.0
+
+
+def test_style_layer_weights_parse_and_are_checked():
+    from realtime.core.errors import InvalidValue
+    from realtime.core.losses import GATYS_STYLE_LAYERS, PALETTE_LAYER_WEIGHTS, parse_layer_weights
+
+    assert parse_layer_weights("relu1_1=4, relu3_1=0.5", GATYS_STYLE_LAYERS) == {"relu1_1": 4.0, "relu3_1": 0.5}
+    assert parse_layer_weights("equal", GATYS_STYLE_LAYERS) == {} and PALETTE_LAYER_WEIGHTS == {"relu1_1": 4.0}
+    for bad, message in (
+        ("relu1_1", "look like"),
+        ("relu1_1=-1", "look like"),
+        ("relu1_1=nan", "look like"),
+        ("conv1_1=2", "not a style layer"),
+        (",".join(f"{n}=0" for n in GATYS_STYLE_LAYERS), "all 0"),
+    ):
+        with pytest.raises(InvalidValue, match=message) as info:
+            parse_layer_weights(bad, GATYS_STYLE_LAYERS)
+        assert info.value.name == "style_layer_weights"

@@ -13,11 +13,13 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from torch.utils.data import DataLoader
 
 from realtime.core.errors import UserError
 from train import unpaired
 from train.unpaired import (
     EpochBatchSampler,
+    PreloadedDomains,
     UnpairedDataset,
     domain_files,
     domain_names,
@@ -152,3 +154,21 @@ def test_sampler_shards_cover_the_epoch_and_resume():
 def _take(sampler: EpochBatchSampler, n: int) -> list[list[tuple[int, int, int]]]:
     it = iter(sampler)
     return [next(it) for _ in range(n)]
+
+
+def test_preloaded_batches_equal_the_loaders_bit_for_bit(tmp_path):
+    root = make_domains(tmp_path, n_a=3, n_b=4)
+    (root / "trainB" / "1a_broken.png").write_bytes(b"not an image")  # sorts between 1.png and 2.png
+    ds = UnpairedDataset(root, crop_size=32, seed=5)
+    pre = PreloadedDomains(ds, torch.device("cpu"), threads=2)
+    broken = ds.files_B.index(root / "trainB" / "1a_broken.png")
+    assert pre.unreadable == {"A": [], "B": [broken]} and pre.nbytes == (3 + 5) * 3 * 36 * 36
+    loader = DataLoader(ds, batch_sampler=EpochBatchSampler(len(ds), 2, seed=5), num_workers=0)
+    sampler, seen_bad = iter(EpochBatchSampler(len(ds), 2, seed=5)), set()
+    for _, expected in zip(range(12), loader):  # four epochs, the short last batch included
+        got = pre.batch(next(sampler))
+        assert got.keys() == expected.keys()
+        for key in expected:
+            assert torch.equal(got[key], expected[key]), key
+        seen_bad |= set(got["bad_B"].tolist())
+    assert seen_bad == {-1, broken}  # the unreadable file came up and was replaced as the loader does

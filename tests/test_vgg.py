@@ -106,3 +106,17 @@ def test_avg_pooling_changes_deeper_layers_only(ours):
     with torch.no_grad():
         torch.testing.assert_close(avg(x, ["relu1_2"])["relu1_2"], ours(x, ["relu1_2"])["relu1_2"])
         assert not torch.allclose(avg(x, ["relu2_1"])["relu2_1"], ours(x, ["relu2_1"])["relu2_1"])
+
+
+def test_a_stack_built_up_to_a_layer_matches_the_full_one_and_stops_there(ours):
+    short = VGG19Features.caffe(last="relu5_1")
+    assert "conv5_1" in short.layers and "conv5_2" not in short.layers
+    assert sum(p.numel() for p in short.parameters()) < 0.7 * sum(p.numel() for p in ours.parameters())
+    x = torch.rand(1, 3, 32, 32) * 255
+    with torch.no_grad():
+        for name, value in short(x, ["relu4_2", "relu5_1"]).items():
+            assert torch.equal(value, ours(x, [name])[name]), name
+    with pytest.raises(KeyError, match="built up to relu5_1"):
+        short(x, ["relu5_2"])
+    with pytest.raises(KeyError, match="conv5_1"):
+        VGG19Features(load_caffe_vgg19(layers=["conv1_1"]), last="relu5_1")

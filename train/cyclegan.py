@@ -15,6 +15,7 @@ A -> B checkpoint plus a ``training`` dict with everything else), ``logs/log.csv
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
 import logging
 import signal
@@ -35,14 +36,21 @@ from realtime.core.devices import resolve_device
 from realtime.core.errors import InvalidValue
 from realtime.core.files import check_output
 from train import distributed
-from train.cyclegan_model import CycleGAN, CycleGANConfig, load_run_state, save_run
+from train.cyclegan_model import (
+    LOSS_NAMES,
+    LR_SCALING,
+    CycleGAN,
+    CycleGANConfig,
+    load_run_state,
+    resumed_config,
+    save_run,
+)
 from train.data import default_data_root
 from train.runlog import RunLog, recorded_command, save_grid, to_uint8_images
 from train.state import restore_rng, seed_everything
-from train.unpaired import DATASETS, EpochBatchSampler, UnpairedDataset, resolve_dataset
+from train.unpaired import DATASETS, EpochBatchSampler, PreloadedDomains, UnpairedDataset, resolve_dataset
 
 log = logging.getLogger(__name__)
-LOSS_NAMES = ("D_A", "G_A", "cycle_A", "idt_A", "D_B", "G_B", "cycle_B", "idt_B")
 
 
 @dataclass
@@ -53,6 +61,7 @@ class TrainResult:
     losses: dict[str, float]
     bad_files: int
     model: CycleGAN
+    out_of_time: bool = False  # stopped by the time limit before the last step
 
 
 class _StopFlag:
@@ -130,13 +139,32 @@ def _train(cfg: CycleGANConfig, info: distributed.DistInfo, device: torch.device
     sampler = EpochBatchSampler(len(dataset), cfg.batch_size, cfg.seed, info.rank, info.world_size, epoch, batch_pos)
     per_epoch = sampler.batches_per_epoch
     total = cfg.steps if cfg.steps is not None else (cfg.epochs + cfg.epochs_decay) * per_epoch
-    loader = DataLoader(
-        dataset,
-        batch_sampler=sampler,
-        num_workers=cfg.workers,
-        pin_memory=device.type == "cuda",
-        worker_init_fn=_ignore_sigint if cfg.workers else None,
-    )
+    bad_seen: set[tuple[str, int]] = set()
+    if cfg.preload:
+        preloaded = PreloadedDomains(dataset, device, threads=cfg.workers or None)
+        for side in "AB":
+            for bad in preloaded.unreadable[side]:
+                _warn_bad(side, bad, dataset, bad_seen)
+        batches = (preloaded.batch(keys) for keys in sampler)
+        if info.is_main:
+            log.info(
+                "preloaded %d images (%.0f MB) onto %s",
+                len(dataset.files_A) + len(dataset.files_B),
+                preloaded.nbytes / 1e6,
+                device,
+            )
+    else:
+        batches = iter(
+            DataLoader(
+                dataset,
+                batch_sampler=sampler,
+                num_workers=cfg.workers,
+                pin_memory=device.type == "cuda",
+                worker_init_fn=_ignore_sigint if cfg.workers else None,
+                persistent_workers=cfg.workers > 0,
+                prefetch_factor=4 if cfg.workers else None,
+            )
+        )
     runlog = RunLog(cfg.log_dir or out / "logs", resume=cfg.resume is not None) if info.is_main else None
     if info.is_main:
         log.info(
@@ -150,11 +178,14 @@ def _train(cfg: CycleGANConfig, info: distributed.DistInfo, device: torch.device
             f" x{info.world_size}" if info.enabled else "",
         )
 
-    bad_seen: set[tuple[str, int]] = set()
-    window: dict[str, torch.Tensor] = {}
+    # Losses stay on the device, summed over the logging window: the only waits for the device are
+    # the log lines (every log_every steps), sample grids and checkpoints.
+    window: torch.Tensor | None = None
     last: dict[str, float] = {}
     outputs: dict[str, Path] = {}
+    out_of_time = False
     window_n, position, t0 = 0, (epoch, batch_pos), time.perf_counter()
+    started = t0
     bar = tqdm(
         total=total,
         initial=step,
@@ -163,34 +194,37 @@ def _train(cfg: CycleGANConfig, info: distributed.DistInfo, device: torch.device
         desc="cyclegan",
         disable=not (cfg.progress and info.is_main),
     )
-    iterator = iter(loader)
     with _StopFlag() as stop:
         try:
             while step < total:
-                batch = next(iterator)
+                batch = next(batches)
                 epoch, batch_index = int(batch["epoch"][0]), int(batch["batch"][0])
                 model.set_epoch(epoch)
                 _note_bad_files(batch, dataset, bad_seen)
-                losses, visuals = model.step(
-                    batch["A"].to(device, non_blocking=True), batch["B"].to(device, non_blocking=True)
-                )
+                losses = model.step(batch["A"].to(device, non_blocking=True), batch["B"].to(device, non_blocking=True))
                 step += 1
                 position = (epoch, batch_index + 1) if batch_index + 1 < per_epoch else (epoch + 1, 0)
-                window = {k: window.get(k, 0) + v for k, v in losses.items()}
+                window = losses if window is None else window + losses
                 window_n += 1
                 bar.update(1)
-                if step % cfg.log_every == 0 or step == total:
-                    means = distributed.all_reduce_mean(torch.stack([window[k] for k in LOSS_NAMES]) / window_n, info)
+                if cfg.time_limit is not None and step < total:
+                    out_of_time = _out_of_time(started, cfg.time_limit, info, device)
+                final = step == total or out_of_time
+                if step % cfg.log_every == 0 or final:
+                    means = distributed.all_reduce_mean(window / window_n, info)
                     last = dict(zip(LOSS_NAMES, means.tolist()))
                     rate, t0 = window_n / max(time.perf_counter() - t0, 1e-9), time.perf_counter()
                     bar.set_postfix({k: f"{v:.3f}" for k, v in last.items()}, refresh=False)
                     if runlog is not None:
-                        runlog.write(step, {**last, "lr": model.lr, "epoch": step / per_epoch, "it_per_s": rate})
-                    window, window_n = {}, 0
-                if info.is_main and (step % cfg.sample_every == 0 or step == total):
-                    _save_samples(visuals, out / "samples" / f"step_{step:07d}.png")
-                if info.is_main and step % cfg.checkpoint_every == 0 and step < total:
+                        row = {**last, "lr": model.lr, "epoch": step / per_epoch, "it_per_s": rate}
+                        runlog.write(step, {**row, "images_per_s": rate * cfg.batch_size * info.world_size})
+                    window, window_n = None, 0
+                if info.is_main and (step % cfg.sample_every == 0 or final):
+                    _save_samples(model.visuals, out / "samples" / f"step_{step:07d}.png")
+                if info.is_main and step % cfg.checkpoint_every == 0 and not final:
                     save_run(cfg, model, step, step / per_epoch, position, data_name)
+                if out_of_time:
+                    break
                 if _stop_requested(stop, info, device):
                     raise KeyboardInterrupt
         except KeyboardInterrupt:
@@ -201,24 +235,47 @@ def _train(cfg: CycleGANConfig, info: distributed.DistInfo, device: torch.device
             raise
         finally:
             bar.close()
-            del iterator
+            del batches
             if runlog is not None:
                 runlog.close()
     if info.is_main:
         outputs = save_run(cfg, model, step, step / per_epoch, position, data_name)
+        if out_of_time:
+            log.warning(
+                "time limit of %g s reached at step %d of %d; saved %s (continue with --resume)",
+                cfg.time_limit,
+                step,
+                total,
+                outputs["state"],
+            )
         if bad_seen:
             log.warning("skipped %d unreadable image file(s) in %s", len(bad_seen), root)
     distributed.barrier(info)
-    return TrainResult(step, step / per_epoch, outputs, last, len(bad_seen), model)
+    return TrainResult(step, step / per_epoch, outputs, last, len(bad_seen), model, out_of_time)
+
+
+def _out_of_time(started: float, limit: float, info: distributed.DistInfo, device: torch.device) -> bool:
+    """Whether the time limit is spent (on rank 0's clock, so all ranks stop at the same step)."""
+    spent = time.perf_counter() - started >= limit
+    if not info.enabled:
+        return spent
+    flag = torch.tensor([1.0 if spent and info.is_main else 0.0], device=device)
+    torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+    return bool(flag.item())
+
+
+def _warn_bad(side: str, bad: int, dataset: UnpairedDataset, seen: set[tuple[str, int]]) -> None:
+    if (side, bad) not in seen:
+        seen.add((side, bad))
+        log.warning("skipping unreadable image %s", (dataset.files_A if side == "A" else dataset.files_B)[bad])
 
 
 def _note_bad_files(batch: dict[str, Any], dataset: UnpairedDataset, seen: set[tuple[str, int]]) -> None:
     """Warn once per unreadable file the loader skipped; ``seen`` collects them for the final count."""
-    for side, files in (("A", dataset.files_A), ("B", dataset.files_B)):
+    for side in "AB":
         for bad in batch[f"bad_{side}"].tolist():
-            if bad >= 0 and (side, bad) not in seen:
-                seen.add((side, bad))
-                log.warning("skipping unreadable image %s", files[bad])
+            if bad >= 0:
+                _warn_bad(side, bad, dataset, seen)
 
 
 def _save_samples(visuals: dict[str, torch.Tensor], path: Path) -> None:
@@ -267,8 +324,12 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train a pair of CycleGAN generators (Zhu et al. 2017) on two "
         "unpaired image sets; defaults are the paper's recipe.",
     )
-    p.add_argument("--dataset", required=True, help="folder with trainA/ and trainB/, or a named dataset")
-    p.add_argument("-o", "--output", help="output folder (default: checkpoints/<dataset name>)")
+    p.add_argument(
+        "--dataset", help="folder with trainA/ and trainB/, or a named dataset (with --resume: the run's, by default)"
+    )
+    p.add_argument(
+        "-o", "--output", help="output folder (default: checkpoints/<dataset name>, or the folder of --resume STATE)"
+    )
     p.add_argument(
         "--data-root",
         help="where named datasets live, under cyclegan/<name> (default: $NST_DATA_ROOT or ~/.cache/realtime-nst/data)",
@@ -283,7 +344,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="stop after this many iterations; the lr schedule stays per epoch, so for a "
         "short run with decay shrink --epochs and --epochs-decay instead",
     )
-    g.add_argument("--lr", type=float, default=d.lr, help="Adam learning rate (%(default)s)")
+    g.add_argument("--lr", type=float, default=d.lr, help="Adam learning rate at batch 1 (%(default)s)")
+    g.add_argument(
+        "--lr-scaling",
+        choices=tuple(LR_SCALING),
+        default=d.lr_scaling,
+        help="scale --lr for --batch-size: sqrt (lr*sqrt(batch)) or linear (lr*batch) (default %(default)s)",
+    )
     g.add_argument("--beta1", type=float, default=d.beta1, help="Adam beta1 (%(default)s)")
     g.add_argument("--batch-size", type=int, default=d.batch_size, help="images per domain per step (%(default)s)")
     g.add_argument(
@@ -315,7 +382,30 @@ def build_parser() -> argparse.ArgumentParser:
         help="mixed precision: bf16 (CUDA or CPU) or fp16 with loss scaling (CUDA)",
     )
     r.add_argument("--channels-last", action="store_true", help="NHWC memory layout (faster with AMP on GPUs)")
-    r.add_argument("--workers", type=int, default=d.workers, help="data-loading processes (%(default)s)")
+    r.add_argument(
+        "--preload",
+        action="store_true",
+        help="decode every image once and keep both domains on the device (uint8, about 590 MB for horse2zebra "
+        "at 256 px); crops and flips run there, with no loader processes: the fast path on a GPU",
+    )
+    r.add_argument(
+        "--compile",
+        action="store_true",
+        help="torch.compile the four networks (with CUDA graphs on CUDA); the first steps compile, which "
+        "takes minutes, so it pays on long runs",
+    )
+    r.add_argument(
+        "--time-limit",
+        type=float,
+        metavar="SECONDS",
+        help="stop after this much training time and save a resumable state (for fixed GPU slots)",
+    )
+    r.add_argument(
+        "--workers",
+        type=int,
+        default=d.workers,
+        help="data-loading processes (%(default)s; with --preload: decoding threads, 0 = all cores)",
+    )
     r.add_argument(
         "--threads",
         type=int,
@@ -344,32 +434,55 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def given_settings(parser: argparse.ArgumentParser, argv: Sequence[str]) -> set[str]:
+    """The destinations of the options ``argv`` sets explicitly (the others take their defaults)."""
+    probe = copy.deepcopy(parser)
+    for action in probe._actions:
+        action.default = argparse.SUPPRESS
+        action.required = False
+    return set(vars(probe.parse_args(argv)))
+
+
 @cli_entry
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     handler = _TqdmLogHandler()
     handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
     logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
-    output = args.output or str(Path("checkpoints") / Path(args.dataset.rstrip("/\\")).name)
+    if args.dataset is None and args.resume is None:
+        parser.error("--dataset is required (unless you --resume a run)")
+    if args.output:
+        output = args.output
+    elif args.resume:
+        output = str(Path(args.resume).parent)
+    elif args.dataset:
+        output = str(Path("checkpoints") / Path(args.dataset.rstrip("/\\")).name)
+    else:
+        parser.error("--resume without a state file needs -o (the run's output folder) or --dataset")
     check_output(Path(output) / "state.pth", force=True)  # an unwritable folder is one line now, not after the setup
     resume = None if args.resume is None else (args.resume or str(Path(output) / "state.pth"))
     fields = {f.name for f in dataclasses.fields(CycleGANConfig)}
-    values = {k: v for k, v in vars(args).items() if k in fields}
+    values = {k: v for k, v in vars(args).items() if k in fields and v is not None}
     cfg = CycleGANConfig(
         **{
             **values,
+            "dataset": args.dataset or "",
             "output": output,
             "resume": resume,
             "progress": not args.no_progress,
             "command": recorded_command("train.cyclegan", argv),
         }
     )
+    if resume is not None:  # the run's own settings, except what this command line says (must agree)
+        cfg = resumed_config(cfg, given_settings(parser, argv))
     result = train(cfg)
     if result.outputs:
         names = ", ".join(str(p) for k, p in result.outputs.items() if k != "state")
+        stopped = " (time limit)" if result.out_of_time else ""
         print(
-            f"trained {result.steps} steps ({result.epochs:.2f} epochs); wrote {names} "
+            f"trained {result.steps} steps ({result.epochs:.2f} epochs){stopped}; wrote {names} "
             f"and {result.outputs['state']} (for --resume)"
         )
     return 0

@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import itertools
+import re
+import shutil
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,13 +58,18 @@ class CycleGANConfig:
     ndf: int = 64
     n_layers_d: int = 3
     gan_mode: str = "lsgan"  # or "vanilla"
-    lr: float = 2e-4
+    lr: float = 2e-4  # at batch 1; see lr_scaling
+    lr_scaling: str = "none"  # none, sqrt or linear: the Adam lr is lr * batch_size ** (0, 1/2, 1)
     beta1: float = 0.5
     lambda_cycle: float = 10.0  # lambda_A = lambda_B
     lambda_identity: float = 0.5  # fraction of lambda_cycle
     pool_size: int = 50
     amp: str = "off"  # off, bf16 or fp16 (fp16 only on CUDA)
     channels_last: bool = False
+    preload: bool = False  # decode every image once and cut the batches on the device (no loader workers)
+    compile: bool = False  # torch.compile the four networks (CUDA graphs on CUDA)
+    compile_backend: str = "inductor"  # the tests use "eager" (graph capture only, no compiler needed)
+    time_limit: float | None = None  # stop (and save a resumable state) after this many seconds of training
     checkpoint_every: int = 1000
     sample_every: int = 500
     log_every: int = 20
@@ -74,6 +81,7 @@ class CycleGANConfig:
     log_dir: str | None = None  # default: output/logs
     progress: bool = True
     command: str = ""  # recorded in the checkpoints' provenance
+    earlier_commands: tuple[str, ...] = ()  # the commands this run was started and resumed with before
 
     def check(self) -> None:
         for name in (
@@ -100,9 +108,20 @@ class CycleGANConfig:
                 raise InvalidValue(name, f"cannot be negative, got {getattr(self, name)}")
         if self.amp not in ("off", "bf16", "fp16"):
             raise InvalidValue("amp", f"must be off, bf16 or fp16, got {self.amp!r}")
+        if self.lr_scaling not in LR_SCALING:
+            raise InvalidValue("lr_scaling", f"must be one of {', '.join(LR_SCALING)}, got {self.lr_scaling!r}")
+        if self.time_limit is not None and not self.time_limit > 0:
+            raise InvalidValue("time_limit", f"must be a positive number of seconds, got {self.time_limit}")
+
+    @property
+    def effective_lr(self) -> float:
+        """Adam's initial learning rate: ``lr`` scaled for the batch size as ``lr_scaling`` says."""
+        return self.lr * self.batch_size ** LR_SCALING[self.lr_scaling]
 
 
 NET_NAMES = ("G_A", "G_B", "D_A", "D_B")
+LOSS_NAMES = ("D_A", "G_A", "cycle_A", "idt_A", "D_B", "G_B", "cycle_B", "idt_B")
+LR_SCALING = {"none": 0.0, "sqrt": 0.5, "linear": 1.0}  # exponent of the batch size
 GAN_LOSSES: dict[str, Callable[[torch.Tensor, bool], torch.Tensor]] = {"lsgan": lsgan_loss, "vanilla": vanilla_gan_loss}
 
 
@@ -114,6 +133,27 @@ def init_weights(net: nn.Module, std: float = 0.02) -> nn.Module:
             if module.bias is not None:
                 nn.init.zeros_(module.bias)
     return net
+
+
+def _adam(params: list[nn.Parameter], lr: float, betas: tuple[float, float]) -> torch.optim.Adam:
+    """Adam, fused where torch has it for these parameters (one kernel per step instead of ~10 per tensor)."""
+    try:
+        return torch.optim.Adam(params, lr=lr, betas=betas, fused=True)
+    except (RuntimeError, TypeError):  # older torch: fused Adam on CUDA only
+        return torch.optim.Adam(params, lr=lr, betas=betas)
+
+
+def _inductor_missing(device: torch.device) -> str | None:
+    """Why ``torch.compile``'s default backend cannot run on ``device`` here, or ``None`` if it can."""
+    if device.type == "cuda":
+        try:
+            import triton  # noqa: F401, PLC0415 - only probed when --compile is asked for
+        except ImportError:
+            return "torch.compile needs Triton on CUDA, which is not installed"
+        return None
+    if device.type == "cpu" and not any(shutil.which(cc) for cc in ("cc", "gcc", "clang", "g++", "c++")):
+        return "torch.compile needs a C/C++ compiler on the CPU, and none is on the PATH"
+    return None
 
 
 def linear_decay(epochs: int, epochs_decay: int) -> Callable[[int], float]:
@@ -152,13 +192,16 @@ class CycleGAN:
             init_weights(net).to(device, memory_format=self.memory_format).train()
         ids = [device.index] if device.type == "cuda" else None
         self.nets = {k: DistributedDataParallel(v, device_ids=ids) if info.enabled else v for k, v in self._raw.items()}
+        # What the step calls: the nets (DDP-wrapped where enabled), and the discriminators unwrapped for the
+        # generator update (no gradient sync for them there); compiled when asked.
+        self._call: dict[str, Callable[..., torch.Tensor]] = dict(self.nets)
+        self._call.update({f"{k}_frozen": self._raw[k] for k in ("D_A", "D_B")})
+        self._cudagraphs = False
+        if cfg.compile:
+            self._compile()
         betas = (cfg.beta1, 0.999)
-        self.opt_G = torch.optim.Adam(
-            itertools.chain(self._raw["G_A"].parameters(), self._raw["G_B"].parameters()), lr=cfg.lr, betas=betas
-        )
-        self.opt_D = torch.optim.Adam(
-            itertools.chain(self._raw["D_A"].parameters(), self._raw["D_B"].parameters()), lr=cfg.lr, betas=betas
-        )
+        self.opt_G = _adam([*self._raw["G_A"].parameters(), *self._raw["G_B"].parameters()], cfg.effective_lr, betas)
+        self.opt_D = _adam([*self._raw["D_A"].parameters(), *self._raw["D_B"].parameters()], cfg.effective_lr, betas)
         factor = linear_decay(cfg.epochs, cfg.epochs_decay)
         self.sched_G = torch.optim.lr_scheduler.LambdaLR(self.opt_G, factor)
         self.sched_D = torch.optim.lr_scheduler.LambdaLR(self.opt_D, factor)
@@ -168,6 +211,25 @@ class CycleGAN:
         self.scaler = torch.amp.GradScaler("cuda", enabled=cfg.amp == "fp16")
         self.gan_loss = GAN_LOSSES[cfg.gan_mode]
         self._amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.amp)
+        self.visuals: dict[str, torch.Tensor] = {}
+
+    def _compile(self) -> None:
+        """``torch.compile`` every network call of the step; on CUDA with CUDA graphs (mode reduce-overhead).
+
+        The step has fixed shapes (each net sees one or two batch sizes), so each net compiles once
+        or twice; the first steps are slow while that happens. Raises :class:`UserError` where the
+        backend's compiler is missing.
+        """
+        backend = self.cfg.compile_backend
+        if backend == "inductor":
+            missing = _inductor_missing(self.device)
+            if missing:
+                raise InvalidValue("compile", f"was asked for, but {missing}; train without it")
+            mode = "reduce-overhead" if self.device.type == "cuda" else None
+            self._cudagraphs = self.device.type == "cuda"
+            self._call = {k: torch.compile(f, mode=mode) for k, f in self._call.items()}
+        else:
+            self._call = {k: torch.compile(f, backend=backend) for k, f in self._call.items()}
 
     def raw(self, name: str) -> nn.Module:
         """The network ``name`` without its DDP wrapper."""
@@ -179,9 +241,11 @@ class CycleGAN:
 
     def set_epoch(self, epoch: int) -> None:
         """Advance both learning-rate schedules to 0-based ``epoch``."""
-        while self.sched_G.last_epoch < epoch:
-            self.sched_G.step()
-            self.sched_D.step()
+        with warnings.catch_warnings():  # after --resume the new optimisers have not stepped yet; that is fine here
+            warnings.filterwarnings("ignore", message=re.escape("Detected call of `lr_scheduler.step()` before"))
+            while self.sched_G.last_epoch < epoch:
+                self.sched_G.step()
+                self.sched_D.step()
 
     def _autocast(self) -> contextlib.AbstractContextManager:
         if self._amp_dtype is None:
@@ -192,31 +256,33 @@ class CycleGAN:
         for name in ("D_A", "D_B"):
             self._raw[name].requires_grad_(not frozen)
 
-    def step(
-        self, real_A: torch.Tensor, real_B: torch.Tensor
-    ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    def step(self, real_A: torch.Tensor, real_B: torch.Tensor) -> torch.Tensor:
         """One iteration on ``(B, 3, H, W)`` batches in -1..1 from each domain.
 
-        Returns the eight detached scalar losses (authors' names) and the images
-        ``real_A, fake_B, rec_A, real_B, fake_A, rec_B`` (detached, -1..1).
+        Returns the eight losses (:data:`LOSS_NAMES` order) as one detached float32 tensor ``(8,)``
+        on the device: nothing here waits for the device, so the host can queue the next step while
+        this one runs. The step's images ``real_A, fake_B, rec_A, real_B, fake_A, rec_B`` (detached,
+        -1..1, valid until the next step) are in :attr:`visuals`.
         """
-        cfg, n = self.cfg, real_A.shape[0]
+        cfg, n, m = self.cfg, real_A.shape[0], real_B.shape[0]
+        if self._cudagraphs:
+            torch.compiler.cudagraph_mark_step_begin()
         real_A = real_A.contiguous(memory_format=self.memory_format)
         real_B = real_B.contiguous(memory_format=self.memory_format)
         lam, lam_idt = cfg.lambda_cycle, cfg.lambda_cycle * cfg.lambda_identity
-        G_A, G_B, D_A, D_B = (self.nets[k] for k in NET_NAMES)
+        G_A, G_B, D_A, D_B = (self._call[k] for k in NET_NAMES)
 
         # Generators, discriminators frozen (and called unwrapped: no gradient sync for them here).
         self._freeze_discriminators(True)
         with self._autocast():
             if lam_idt > 0:
-                fake_B, idt_A = G_A(torch.cat([real_A, real_B])).split([n, real_B.shape[0]])
-                fake_A, idt_B = G_B(torch.cat([real_B, real_A])).split([real_B.shape[0], n])
+                fake_B, idt_A = G_A(torch.cat([real_A, real_B])).split([n, m])
+                fake_A, idt_B = G_B(torch.cat([real_B, real_A])).split([m, n])
             else:
                 fake_B, fake_A = G_A(real_A), G_B(real_B)
             rec_A, rec_B = G_B(fake_B), G_A(fake_A)
-            loss_G_A = self.gan_loss(self._raw["D_A"](fake_B), True)
-            loss_G_B = self.gan_loss(self._raw["D_B"](fake_A), True)
+            loss_G_A = self.gan_loss(self._call["D_A_frozen"](fake_B), True)
+            loss_G_B = self.gan_loss(self._call["D_B_frozen"](fake_A), True)
         cycle_A = F.l1_loss(rec_A.float(), real_A) * lam
         cycle_B = F.l1_loss(rec_B.float(), real_B) * lam
         if lam_idt > 0:
@@ -233,8 +299,8 @@ class CycleGAN:
         pooled_B = self.pool_B.query(fake_B).contiguous(memory_format=self.memory_format)
         pooled_A = self.pool_A.query(fake_A).contiguous(memory_format=self.memory_format)
         with self._autocast():
-            real_score_B, fake_score_B = D_A(torch.cat([real_B, pooled_B])).split([real_B.shape[0], n])
-            real_score_A, fake_score_A = D_B(torch.cat([real_A, pooled_A])).split([n, real_B.shape[0]])
+            real_score_B, fake_score_B = D_A(torch.cat([real_B, pooled_B])).split([m, n])
+            real_score_A, fake_score_A = D_B(torch.cat([real_A, pooled_A])).split([n, m])
         loss_D_A = 0.5 * (self.gan_loss(real_score_B, True) + self.gan_loss(fake_score_B, False))
         loss_D_B = 0.5 * (self.gan_loss(real_score_A, True) + self.gan_loss(fake_score_A, False))
         self.opt_D.zero_grad(set_to_none=True)
@@ -242,25 +308,16 @@ class CycleGAN:
         self.scaler.step(self.opt_D)
         self.scaler.update()
 
-        losses = {
-            "D_A": loss_D_A,
-            "G_A": loss_G_A,
-            "cycle_A": cycle_A,
-            "idt_A": idt_loss_A,
-            "D_B": loss_D_B,
-            "G_B": loss_G_B,
-            "cycle_B": cycle_B,
-            "idt_B": idt_loss_B,
-        }
-        visuals = {
+        self.visuals = {
             "real_A": real_A,
-            "fake_B": fake_B,
-            "rec_A": rec_A,
+            "fake_B": fake_B.detach(),
+            "rec_A": rec_A.detach(),
             "real_B": real_B,
-            "fake_A": fake_A,
-            "rec_B": rec_B,
+            "fake_A": fake_A.detach(),
+            "rec_B": rec_B.detach(),
         }
-        return ({k: v.detach().float() for k, v in losses.items()}, {k: v.detach().float() for k, v in visuals.items()})
+        losses = (loss_D_A, loss_G_A, cycle_A, idt_loss_A, loss_D_B, loss_G_B, cycle_B, idt_loss_B)
+        return torch.stack([v.detach().float() for v in losses])
 
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue exactly: nets, optimisers, schedules, scaler, pools (tensors, primitives)."""
@@ -309,8 +366,10 @@ def save_run(
     """
     out = Path(cfg.output)
     stem_ab, stem_ba, (a, b) = output_names(data_name)
+    commands = [*cfg.earlier_commands, cfg.command]
     provenance = {
-        "command": cfg.command,
+        "command": commands[0],  # the command that started the run; later ones resumed it
+        **({"resumed_with": commands[1:]} if len(commands) > 1 else {}),
         "steps": step,
         "epochs": round(epochs, 3),
         "data": data_name,
@@ -336,18 +395,94 @@ def save_run(
     return written
 
 
-def load_run_state(cfg: CycleGANConfig, model: CycleGAN) -> dict[str, Any]:
-    """Load ``cfg.resume`` into ``model``; returns its ``training`` dict (step, epoch, batch, rng)."""
-    if not Path(cfg.resume).is_file():
-        raise InvalidValue("resume", f"{cfg.resume}: nothing to resume, the file does not exist")
-    data = read_checkpoint_file(cfg.resume)
+# The recipe and the data stream: a resumed run keeps these. Everything else (how long, where the data
+# and outputs live, device, precision, speed, logging) may change when a run is continued.
+RUN_SETTINGS = (
+    "image_size",
+    "batch_size",
+    "ngf",
+    "n_blocks",
+    "ndf",
+    "n_layers_d",
+    "gan_mode",
+    "lr",
+    "lr_scaling",
+    "beta1",
+    "lambda_cycle",
+    "lambda_identity",
+    "pool_size",
+    "seed",
+)
+# Never taken from the state file: they say where this invocation reads and writes, and how it reports.
+_NOT_RESTORED = ("output", "resume", "command", "earlier_commands", "progress", "download")
+
+
+def _read_state(path: str | Path) -> dict[str, Any]:
+    if not Path(path).is_file():
+        raise InvalidValue("resume", f"{path}: nothing to resume, the file does not exist")
+    data = read_checkpoint_file(path)
     training = data.get("training")
     if not isinstance(training, dict) or training.get("kind") != "cyclegan":
-        raise UserError(f"{cfg.resume} is not a CycleGAN training state (use the state.pth a run wrote)")
+        raise UserError(f"{path} is not a CycleGAN training state (use the state.pth a run wrote)")
+    return data
+
+
+def _saved_settings(data: dict[str, Any]) -> dict[str, Any]:
+    """The run's settings stored in a state file; fields it predates get their defaults."""
+    saved = dict((data.get("meta") or {}).get("config") or {})
+    fields = {f.name: f for f in dataclasses.fields(CycleGANConfig)}
+    out = {}
+    for name, f in fields.items():
+        if name in saved:
+            out[name] = tuple(saved[name]) if name == "earlier_commands" else saved[name]
+        elif f.default is not dataclasses.MISSING:
+            out[name] = f.default
+    return out
+
+
+def resumed_config(cfg: CycleGANConfig, given: set[str] | frozenset[str]) -> CycleGANConfig:
+    """``cfg`` for continuing the run in ``cfg.resume``: every setting not in ``given`` comes from the state file.
+
+    ``given`` names the settings the user set explicitly. One of :data:`RUN_SETTINGS` given with
+    another value than the run has is an :class:`InvalidValue` naming both; the others (steps,
+    epochs, workers, device, logging, ...) may change. The state's commands are kept in
+    ``earlier_commands`` so provenance records how the run was started and each time it was resumed.
+    """
+    data = _read_state(cfg.resume)
+    saved = _saved_settings(data)
+    if "arch" in data.get("training", {}) and "ngf" not in (data.get("meta") or {}).get("config", {}):
+        saved.update(data["training"]["arch"])  # a state file older than the stored config
+    for name in RUN_SETTINGS:
+        if name in given and name in saved and getattr(cfg, name) != saved[name]:
+            raise InvalidValue(
+                name,
+                f"{getattr(cfg, name)} differs from {saved[name]} in the run being resumed ({cfg.resume}); "
+                "leave it out to continue that run, or start a new run in another output folder",
+            )
+    restored = {k: v for k, v in saved.items() if k not in given and k not in _NOT_RESTORED}
+    earlier = (*saved.get("earlier_commands", ()), saved["command"]) if saved.get("command") else ()
+    return dataclasses.replace(cfg, **restored, earlier_commands=tuple(earlier))
+
+
+def load_run_state(cfg: CycleGANConfig, model: CycleGAN) -> dict[str, Any]:
+    """Load ``cfg.resume`` into ``model``; returns its ``training`` dict (step, epoch, batch, rng).
+
+    The run settings (:data:`RUN_SETTINGS`) must equal the state's; :func:`resumed_config` fills in
+    the ones a command line left out.
+    """
+    data = _read_state(cfg.resume)
+    training = data["training"]
     saved, wanted = training.get("arch", {}), model.arch
     if saved != wanted:
         diff = ", ".join(f"{k}={saved.get(k)}" for k in wanted if saved.get(k) != wanted[k])
         raise InvalidValue("resume", f"{cfg.resume} was trained with {diff}; give the same network settings")
+    settings = _saved_settings(data)
+    stored = (data.get("meta") or {}).get("config") or {}
+    for name in RUN_SETTINGS:
+        if name in stored and getattr(cfg, name) != settings[name]:
+            raise InvalidValue(
+                "resume", f"{cfg.resume} was trained with {name}={settings[name]}, this run has {getattr(cfg, name)}"
+            )
     training["nets"]["G_A"] = data["state_dict"]
     model.load_state_dict(training, source=str(cfg.resume))
     return training

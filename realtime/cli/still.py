@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -41,6 +42,8 @@ GATYS_FLAGS = (
     "style_scale",
     "style_blend",
     "scales",
+    "precision",
+    "style_layer_weights",
     "pooling",
     "vgg",
     "snapshot_every",
@@ -54,8 +57,8 @@ EPILOG = """examples:
   python -m realtime.still --content samples/content/tubingen.jpg \\
       --style samples/styles/starry_night.jpg -o out/tubingen_starry.png
 
-  # quicker on a CPU: 256 px, coarse to fine over two scales, 100 steps in all
-  python -m realtime.still --content photo.jpg --style wave.jpg --size 256 --scales 2 --steps 100 -o out.png
+  # quicker on a CPU: 256 px, 100 steps in all (coarse to fine over two scales, the default)
+  python -m realtime.still --content photo.jpg --style wave.jpg --size 256 --steps 100 -o out.png
 
   # two styles mixed 70/30, keeping the photo's colours, a snapshot every 50 steps
   python -m realtime.still --content photo.jpg --style a.jpg b.jpg --style-blend 0.7,0.3 \\
@@ -145,7 +148,19 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         metavar="N",
         help="coarse to fine over N scales, each twice the last; each finer "
-        "scale gets half the steps of the one before (default 1)",
+        "scale gets half the steps of the one before (default 2; 1 = all steps at full size)",
+    )
+    g.add_argument(
+        "--style-layer-weights",
+        metavar="L=W,...",
+        help="weights of the style layers relu1_1..relu5_1, others 1 (default relu1_1=4: the painting's "
+        "palette; 'equal' weighs them alike)",
+    )
+    g.add_argument(
+        "--precision",
+        choices=("auto", "fp32", "bf16"),
+        help="VGG arithmetic: auto (default) = bf16 where the device runs it natively (recent GPUs, "
+        "CPUs with AVX512-BF16/AMX), else fp32",
     )
     g.add_argument("--pooling", choices=("max", "avg"), help="VGG pooling (default max)")
     g.add_argument(
@@ -236,10 +251,26 @@ def snapshot_path(output: Path, step: int) -> Path:
     return output.with_name(f"{output.stem}.step{step:04d}{output.suffix}")
 
 
+def start_cuda(device) -> threading.Thread:
+    """Create ``device``'s CUDA context in a thread (it takes a while); an error there shows up again later."""
+    import torch  # noqa: PLC0415 - imported by the caller already; see run_gatys
+
+    def warm() -> None:
+        try:
+            torch.empty(1, device=device)
+        except Exception:  # noqa: BLE001 - the main thread meets the same error and reports it
+            pass
+
+    thread = threading.Thread(target=warm, daemon=True)
+    thread.start()
+    return thread
+
+
 def run_gatys(args: argparse.Namespace) -> np.ndarray:
     """Read the images, build VGG on the device, optimise; returns ``(H, W, 3)`` uint8."""
     # Lazy: realtime.core.gatys imports torch (see below).
-    from realtime.core.gatys import GatysConfig  # noqa: PLC0415
+    from realtime.core.gatys import STYLE_LAYERS, GatysConfig  # noqa: PLC0415
+    from realtime.core.losses import parse_layer_weights  # noqa: PLC0415
 
     given = {
         name: getattr(args, name)
@@ -254,9 +285,12 @@ def run_gatys(args: argparse.Namespace) -> np.ndarray:
             "style_scale",
             "lr",
             "seed",
+            "precision",
         )
         if getattr(args, name) is not None
     }
+    if args.style_layer_weights is not None:
+        given["style_layer_weights"] = tuple(parse_layer_weights(args.style_layer_weights, STYLE_LAYERS).items())
     config = GatysConfig(**given, style_blend=parse_blend(args.style_blend), preserve_color=args.preserve_color)
     config.check(len(args.style))
     if args.snapshot_every is not None and args.snapshot_every < 1:
@@ -275,15 +309,20 @@ def run_gatys(args: argparse.Namespace) -> np.ndarray:
     import torch  # noqa: PLC0415
 
     from realtime.core.devices import resolve_device  # noqa: PLC0415
-    from realtime.core.gatys import stylize  # noqa: PLC0415
+    from realtime.core.gatys import DEEPEST_LAYER, stylize  # noqa: PLC0415
     from realtime.core.nets.vgg import VGG19Features  # noqa: PLC0415
 
     device = resolve_device(args.device)
     torch.manual_seed(config.seed)
+    warm = None
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # one fixed shape per scale
+        warm = start_cuda(device)  # the CUDA context comes up while this thread decodes the VGG weights
     pooling = args.pooling or "max"
-    vgg = VGG19Features.torchvision(pooling) if args.vgg == "torchvision" else VGG19Features.caffe(pooling)
+    source = VGG19Features.torchvision if args.vgg == "torchvision" else VGG19Features.caffe
+    vgg = source(pooling, last=DEEPEST_LAYER)  # no more of VGG19 than the loss reads
+    if warm is not None:
+        warm.join()
     vgg = vgg.to(device)
     output = Path(args.output)
     bar = tqdm(total=config.steps, desc="gatys", unit="step", dynamic_ncols=True)

@@ -23,8 +23,10 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import onnx
 import torch
+from onnx import numpy_helper
 from torch import nn
 
 from realtime.core.contract import IOContract
@@ -88,8 +90,12 @@ def write_onnx(
     opset: int = DEFAULT_OPSET,
     sample_size: tuple[int, int] = (64, 64),
     static: bool = False,
+    half_weights: bool = False,
 ) -> Path:
     """Export ``module`` (float32 ``(B, 3, H, W)`` in, float32 out) to ``dest``.
+
+    ``half_weights`` stores the weights in float16 (half the file) and computes in float32
+    (:func:`store_weights_in_half`); ``precision="fp16"`` instead computes in half precision.
 
     Batch, height and width are symbolic unless ``static``, in which case height and width
     are fixed at ``sample_size`` (the batch stays symbolic). A conditioned net
@@ -125,17 +131,57 @@ def write_onnx(
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise UserError(f"ONNX export failed at opset {opset}: {first[:200]}") from None
     model = _optimize(onnx.load_from_string(buffer.getvalue()))
+    if half_weights:
+        model = store_weights_in_half(model)
     model.doc_string = (
         f"realtime-nst {contract.family} model {contract.name!r}: float32 (B, 3, H, W) "
         f"{contract.channel_order} in {contract.value_range}, same out"
     )
     del model.metadata_props[:]
-    for key, value in metadata(contract, meta, precision).items():
+    props = {**metadata(contract, meta, precision), "nst_weights": "float16" if half_weights else "float32"}
+    for key, value in props.items():
         entry = model.metadata_props.add()
         entry.key, entry.value = key, value
     onnx.checker.check_model(model)
     onnx.save(model, str(dest))
     return Path(dest)
+
+
+HALF_SUFFIX = "::float16"  # an initializer stored in half precision, cast back to float32 by the graph
+
+
+def store_weights_in_half(model: onnx.ModelProto, min_elements: int = 64) -> onnx.ModelProto:
+    """Store the float32 weights of ``model`` in float16, each cast back to float32 inside the graph.
+
+    The file is about half the size; the computation stays float32 (ONNX Runtime folds each
+    ``Cast`` of a constant when it loads the file, so inference costs nothing extra), with
+    every weight rounded to float16 once. Initializers smaller than ``min_elements`` (biases,
+    shape constants) are left as they are. The original names are kept as the casts' outputs,
+    so :func:`initializer_arrays` still finds each weight under its ``state_dict`` key.
+    """
+    casts = []
+    for init in model.graph.initializer:
+        if init.data_type != onnx.TensorProto.FLOAT or int(np.prod(init.dims)) < min_elements:
+            continue
+        half = numpy_helper.from_array(numpy_helper.to_array(init).astype(np.float16), init.name + HALF_SUFFIX)
+        casts.append(onnx.helper.make_node("Cast", [half.name], [init.name], to=onnx.TensorProto.FLOAT))
+        init.CopyFrom(half)
+    nodes = list(model.graph.node)
+    del model.graph.node[:]
+    model.graph.node.extend(casts + nodes)
+    return model
+
+
+def initializer_arrays(model: onnx.ModelProto) -> dict[str, np.ndarray]:
+    """Every initializer as a float32/int array under its original name (half-precision storage undone)."""
+    arrays = {}
+    for init in model.graph.initializer:
+        array = numpy_helper.to_array(init)
+        name = init.name
+        if name.endswith(HALF_SUFFIX):
+            name, array = name[: -len(HALF_SUFFIX)], array.astype(np.float32)
+        arrays[name] = array
+    return arrays
 
 
 def read_metadata(path: str | Path) -> dict[str, str]:

@@ -20,13 +20,12 @@ from pathlib import Path
 import numpy as np
 import onnx
 import torch
-from onnx import numpy_helper
 
 from realtime.core.checkpoint import LoadedModel
 from realtime.core.contract import IOContract
 from realtime.core.errors import UserError
 from realtime.core.nets.families import FAMILIES
-from realtime.core.onnx_file import CONTRACT_KEY, INPUT_NAME
+from realtime.core.onnx_file import CONTRACT_KEY, INPUT_NAME, initializer_arrays
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +83,7 @@ def torch_model_from_onnx(path: str | os.PathLike, *, check: bool = True) -> Loa
     owner = FAMILIES.get(contract.family)
     if owner is None:
         raise NotRebuildable(f"{path.name}: family {contract.family!r} is not one this version knows")
-    state = {init.name: torch.from_numpy(numpy_helper.to_array(init).copy()) for init in model.graph.initializer}
+    state = {name: torch.from_numpy(array.copy()) for name, array in initializer_arrays(model).items()}
     layout = next((lay for lay in owner.foreign_layouts if lay.marker in state), None)
     if layout is None:
         raise NotRebuildable(f"{path.name}: its initializers are not a {owner.name} network's weights")

