@@ -416,3 +416,54 @@ def test_no_display_says_whether_the_camera_is_missing_too(camera, monkeypatch, 
         assert err == "error: no display found; run with --no-display (and --output FILE to record)"
     else:
         assert err.startswith("error: no camera and no display: camera 0 cannot be opened") and "--source" in err
+
+
+# -- existing outputs and names ------------------------------------------------------------------
+def test_still_and_export_refuse_an_existing_output_without_force(inputs, tmp_path, monkeypatch, capsys):
+    import realtime.model_still
+    from export.__main__ import main as export_main
+    from realtime.cli import still
+
+    monkeypatch.setattr(realtime.model_still, "stylize_image", lambda content, model, **kw: 255 - content)
+    png, pt = tmp_path / "out.png", tmp_path / "tiny.pt"
+    for path in (png, pt):
+        path.write_bytes(b"keep me")
+    assert still.main(["--model", "x", "--content", str(inputs["photo"]), "-o", str(png)]) == 2
+    assert capsys.readouterr().err.strip() == f"error: {png} already exists; use --force to overwrite it"
+    assert export_main([str(inputs["ckpt"]), "-o", str(pt)]) == 2
+    assert capsys.readouterr().err.strip() == f"error: {pt} already exists; use --force to overwrite it"
+    assert png.read_bytes() == pt.read_bytes() == b"keep me"
+    assert still.main(["--model", "x", "--content", str(inputs["photo"]), "-o", str(png), "--force"]) == 0
+    assert export_main([str(inputs["ckpt"]), "-o", str(pt), "--force"]) == 0
+    assert png.read_bytes() != b"keep me" and pt.read_bytes() != b"keep me"
+
+
+def test_export_of_a_shadowed_name_points_to_published(tmp_path, capsys):
+    from export.__main__ import main as export_main
+
+    assert export_main(["horse2zebra", "-o", str(tmp_path / "h.onnx")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "already ONNX" in err and "published:horse2zebra exports the published checkpoint" in err
+
+
+def test_a_big_still_is_announced_and_tiled(tmp_path, monkeypatch, capsys):
+    import realtime.model_still
+    from realtime.cli import still
+
+    seen = {}
+
+    def stylize_image(content, model, *, max_memory, progress, **kwargs):
+        seen["budget"] = max_memory
+        progress(3, 6)
+        return 255 - content
+
+    monkeypatch.setattr(realtime.model_still, "stylize_image", stylize_image)
+    photo = tmp_path / "big.png"
+    Image.fromarray(np.zeros((300, 400, 3), np.uint8)).save(photo)
+    argv = ["--model", "x", "--content", str(photo), "-o", str(tmp_path / "o.png"), "--max-memory", "64M"]
+    assert still.main(argv) == 0
+    err = capsys.readouterr().err
+    assert "note: 400x300 needs about 114.4 MB in one piece, over the 64.0 MB budget" in err and "tiles" in err
+    assert seen["budget"] == 64 << 20
+    assert still.main([*argv[:-1], "lots"]) == 2
+    assert "--max-memory takes a size such as 4G or 512M" in capsys.readouterr().err

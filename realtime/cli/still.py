@@ -26,7 +26,7 @@ from tqdm import tqdm
 from realtime.cli.common import ListModelsAction, OneLineParser, attach_dash_values, cli_entry
 from realtime.core.errors import UserError
 from realtime.core.files import OutputExists, check_output, ensure_not_an_input, glob_escape
-from realtime.core.images import IMAGE_SUFFIXES, read_image, write_image, write_partial_image
+from realtime.core.images import IMAGE_SUFFIXES, read_image, resize, write_image, write_partial_image
 from realtime.core.memory import GATYS_BYTES_PER_PIXEL, default_budget, format_bytes, parse_bytes, whole_frame_bytes
 from realtime.core.styles import style_listing
 
@@ -230,6 +230,8 @@ def check_common(args: argparse.Namespace, inputs: Sequence[str]) -> None:
     """Refuse a bad size, an unknown output type, or an output over an input before any work."""
     if args.size is not None and args.size <= 0:
         raise UserError(f"--size must be a positive number of pixels, got {args.size}")
+    if getattr(args, "max_memory", None):
+        parse_bytes(args.max_memory)  # a bad value is reported before anything else
     if args.size is not None and args.size > 8192:
         raise UserError(f"--size {args.size} is larger than 8192 pixels")
     suffix = Path(args.output).suffix.lower()
@@ -340,20 +342,27 @@ def run_gatys(args: argparse.Namespace) -> np.ndarray:
     except KeyboardInterrupt:
         bar.close()
         if latest:
-            save_interrupted(output, latest[0])
+            save_interrupted(output, latest[0], content.shape[:2])
         raise
     finally:
         bar.close()
 
 
-def save_interrupted(output: Path, progress) -> Path:
-    """Ctrl-C during Gatys: keep the image as it is now (not over an existing file; see write_partial_image)."""
+def save_interrupted(output: Path, progress, size: tuple[int, int]) -> Path:
+    """Ctrl-C during Gatys: keep the image as it is now (not over an existing file; see write_partial_image).
+
+    An image still at a coarse scale (``--scales``) is enlarged to the output's ``size`` ``(h, w)``.
+    """
     image = progress.image()
+    scale = ""
+    if image.shape[:2] != tuple(size):
+        scale = f", enlarged from scale {progress.scale}'s {progress.size[1]}x{progress.size[0]}"
+        image = resize(image, size[0], size[1])
     where = write_partial_image(output, image)
     note = "" if where == output else f"; {output} is unchanged"
     print(
         f"interrupted at step {progress.step}/{progress.total}: saved the current image "
-        f"({image.shape[1]}x{image.shape[0]}) to {where}{note}",
+        f"({image.shape[1]}x{image.shape[0]}{scale}) to {where}{note}",
         file=sys.stderr,
     )
     return where
