@@ -76,7 +76,7 @@ def resize(rgb: np.ndarray, height: int, width: int, quality: str = "high") -> n
         return cv2.resize(rgb, (width, height), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
     if quality != "high":
         raise ValueError(f"quality must be 'high' or 'fast', got {quality!r}")
-    return np.asarray(Image.fromarray(np.ascontiguousarray(rgb)).resize((width, height), Image.LANCZOS))
+    return np.array(Image.fromarray(np.ascontiguousarray(rgb)).resize((width, height), Image.LANCZOS))
 
 
 def resize_longer_side(rgb: np.ndarray, max_side: int, quality: str = "high") -> np.ndarray:
