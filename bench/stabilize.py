@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 import torch
 
-from realtime.cli.common import cli_entry
+from realtime.cli.common import cli_entry, parse_size
 from realtime.core.errors import UserError
 from realtime.io.video_files import frames_of
 from realtime.stages.flicker import flicker_scores
@@ -33,7 +33,8 @@ from realtime.stages.stabilize import DEFAULT_STRENGTH, TemporalStabilizer, chec
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE_CLIP = REPO / "samples" / "video" / "cockatoo.mp4"
 STYLES = REPO / "samples" / "styles"
-EXTRA_CLIPS = (Path("/work/shared/data/video/person_walk_5s_768x432.mp4"),)  # used only if present
+WALK = "shared/data/video/person_walk_5s_768x432.mp4"  # a real walking clip beside the repository, if present
+EXTRA_CLIPS = tuple(dict.fromkeys([REPO.parent / WALK, REPO.parents[1] / WALK]))  # the first found is used
 
 
 # -- stylizers ------------------------------------------------------------------------------
@@ -166,9 +167,15 @@ def generated_clip(frames: int = 40, size: tuple[int, int] = (360, 640), seed: i
 CLIP_KINDS = ("sample", "generated", "extra")
 
 
-def clips(max_frames: int, kinds: Sequence[str], extra: Sequence[str]) -> list[tuple[str, list[np.ndarray]]]:
-    """``(name, frames)`` of the chosen clips: the bundled sample, the generated one, extra videos if present."""
-    paths = ([SAMPLE_CLIP] if "sample" in kinds else []) + ([*EXTRA_CLIPS] if "extra" in kinds else [])
+def clips(
+    max_frames: int, kinds: Sequence[str], extra: Sequence[str], size: tuple[int, int] | None = None
+) -> list[tuple[str, list[np.ndarray]]]:
+    """``(name, frames)`` of the chosen clips: the bundled sample, the generated one, extra videos if present.
+
+    ``size`` ``(width, height)`` resizes every frame (area filter), as ``nst-video --size`` does.
+    """
+    walk = next((p for p in EXTRA_CLIPS if p.is_file()), None)
+    paths = ([SAMPLE_CLIP] if "sample" in kinds else []) + ([walk] if "extra" in kinds and walk else [])
     out = []
     for path in [*paths, *map(Path, extra)]:
         if not path.is_file():
@@ -176,10 +183,13 @@ def clips(max_frames: int, kinds: Sequence[str], extra: Sequence[str]) -> list[t
                 raise UserError(f"clip {path} does not exist")
             continue
         frames = list(itertools.islice(frames_of(path), max_frames))
-        size = f"{frames[0].shape[1]}x{frames[0].shape[0]}"
-        out.append((path.stem if size in path.stem else f"{path.stem} {size}", frames))
+        if size is not None:
+            frames = [cv2.resize(f, size, interpolation=cv2.INTER_AREA) for f in frames]
+        shape = f"{frames[0].shape[1]}x{frames[0].shape[0]}"
+        out.append((path.stem if shape in path.stem else f"{path.stem.split('_')[0]} {shape}", frames))
     if "generated" in kinds:
-        out.append(("generated 640x360", generated_clip(min(max_frames, 40))))
+        w, h = size or (640, 360)
+        out.append((f"generated {w}x{h}", generated_clip(min(max_frames, 40), (h, w))))
     if not out:
         raise UserError("no clip to measure")
     return out
@@ -361,6 +371,7 @@ def build_parser() -> argparse.ArgumentParser:
         "extra clips are used only where present)",
     )
     p.add_argument("--clip", action="append", default=[], help="another video to measure (repeatable)")
+    p.add_argument("--size", metavar="WxH", help="resize every clip's frames to this (as nst-video --size does)")
     p.add_argument("--style", help="style image for the Gram check (default: the model's, if in samples/styles)")
     p.add_argument("--gram-frames", type=int, default=5, help="frames per clip for the Gram check (0: skip)")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
@@ -389,7 +400,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         vgg = VGG19Features.caffe()
     print(f"stylizer: {which}; CPU, torch threads {torch.get_num_threads()}, OpenCV threads 1")
     results = []
-    for name, frames in clips(args.frames, kinds, args.clip):
+    size = parse_size(args.size) if args.size else None
+    for name, frames in clips(args.frames, kinds, args.clip, size):
         print(f"  {name}: {len(frames)} frames ...", flush=True)
         results.append(run_clip(name, frames, stylizer, strengths, vgg, style, args.gram_frames))
     missed = report(results, strengths, style is not None)

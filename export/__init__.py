@@ -22,7 +22,7 @@ from export.verify import TOLERANCE_LEVELS, Check, verify_export
 from realtime.core.checkpoint import LoadedModel, json_safe, load_model
 from realtime.core.contract import IOContract
 from realtime.core.errors import InvalidValue, UserError
-from realtime.core.files import atomic_path, ensure_not_an_input
+from realtime.core.files import check_output, ensure_not_an_input, output_file
 from realtime.core.nets.families import FAMILIES, family_of
 from realtime.core.onnx_file import DEFAULT_OPSET, write_onnx
 
@@ -115,6 +115,7 @@ def export_model(
     name: str | None = None,
     tolerance_levels: float | None = None,
     verify: bool = True,
+    force: bool = False,
 ) -> ExportResult:
     """Export ``source`` (a checkpoint path or a loaded model) to ``dest`` (``.onnx`` or ``.pt``).
 
@@ -122,11 +123,14 @@ def export_model(
     ``tolerance_levels`` levels of 255 of eager float32 PyTorch (defaults:
     :data:`export.verify.TOLERANCE_LEVELS`). ``fp16`` computes in half precision;
     ``half_weights`` (ONNX only) stores the weights in half precision and computes in float32.
+    An existing ``dest`` is replaced only with ``force`` (else
+    :class:`~realtime.core.files.OutputExists`, before any work).
     """
     dest = Path(dest)
     fmt = FORMATS.get(dest.suffix.lower())
     if fmt is None:
         raise UserError(f"output {dest.name} must end in .onnx (ONNX) or .pt (TorchScript)")
+    check_output(dest, force=force)
     if isinstance(source, LoadedModel):
         loaded, source_name = source, str(source.meta.get("source_file", "model"))
     else:
@@ -154,7 +158,8 @@ def export_model(
     module = HalfPrecision(reference).eval() if fp16 else reference
     meta = json_safe(loaded.meta)
     shapes = [(2, *static), (1, *static)] if static else list(VERIFY_SHAPES)
-    with atomic_path(dest) as tmp:
+    with output_file(dest, force=force) as pending:
+        tmp = pending.tmp
         if fmt == "onnx":
             write_onnx(
                 module,

@@ -5,18 +5,20 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from export import FORMATS, export_model
 from realtime.cli.common import cli_entry, configure_logging
 from realtime.core.errors import UserError
-from realtime.core.model_zoo import resolve_model
+from realtime.core.files import check_output
+from realtime.core.model_zoo import REGISTRY, lookup, resolve_model
 from realtime.core.onnx_file import DEFAULT_OPSET
 
 EPILOG = """examples:
   python -m export checkpoints/starry.pth -o weights/starry.onnx
   python -m export checkpoints/starry.pth -o weights/starry.pt            # TorchScript
   python -m export mosaic.pth -o mosaic-fp16.onnx --fp16                   # pytorch/examples file as published
-  python -m export horse2zebra -o weights/horse2zebra.onnx                 # a published model, by name
+  python -m export published:horse2zebra -o horse2zebra_authors.onnx      # a published model, by name
   python -m export starry.pth -o starry-720p.onnx --static 720 1280       # fixed size, e.g. for TensorRT
   python -m export arbitrary -o weights/arbitrary.onnx                     # image + style vector inputs
 
@@ -42,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
         "or a model name from --list-models of the still/video/camera commands",
     )
     parser.add_argument("-o", "--output", required=True, help="output file: .onnx or .pt")
+    parser.add_argument("-f", "--force", action="store_true", help="replace --output if it exists")
     parser.add_argument(
         "--fp16", action="store_true", help="half-precision weights and compute, float32 inputs/outputs (for GPUs)"
     )
@@ -76,7 +79,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(args.verbose)
     if not any(args.output.lower().endswith(s) for s in FORMATS):
         raise UserError(f"--output {args.output} must end in .onnx (ONNX) or .pt (TorchScript)")
+    check_output(args.output, force=args.force)  # before a download or a load
     source = resolve_model(args.checkpoint)  # a file, a name in weights/, or a published model
+    if source.suffix.lower() == ".onnx" and not Path(args.checkpoint).suffix and lookup(args.checkpoint, REGISTRY):
+        raise UserError(
+            f"{args.checkpoint} names {source} here, which is already ONNX; "
+            f"published:{args.checkpoint} exports the published checkpoint of that name"
+        )
     result = export_model(
         source,
         args.output,
@@ -87,6 +96,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         name=args.name,
         tolerance_levels=args.tolerance,
         verify=not args.no_verify,
+        force=args.force,
     )
     c = result.contract
     shape = f"fixed {c.fixed_size[0]}x{c.fixed_size[1]}" if c.fixed_size else "any batch/height/width"

@@ -8,6 +8,7 @@ other than the traced one). The extra files are those :mod:`realtime.core.torchs
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 from typing import Any
@@ -44,5 +45,7 @@ def write_torchscript(
             "exporter": f"realtime-nst export, torch {torch.__version__}",
         }
         extra = {CONTRACT_FILE: contract.to_json(), META_FILE: json.dumps(info, sort_keys=True, default=str)}
-        torch.jit.save(traced, str(dest), _extra_files=extra)
+        buffer = io.BytesIO()  # torch.jit.save straight onto a full disk aborts the process
+        torch.jit.save(traced, buffer, _extra_files=extra)
+    Path(dest).write_bytes(buffer.getbuffer())
     return Path(dest)

@@ -23,9 +23,10 @@ Ending a run:
   aborted with ``sink.abort()`` where it has one), and the *original* exception is re-raised
   in the caller;
 * Ctrl-C (``KeyboardInterrupt`` in the caller, or raised by the stylizer or source): reading
-  stops, frames already stylised are written, the sink is closed normally (a video file is
-  finalised and playable) and :class:`Interrupted` (a ``KeyboardInterrupt``) is raised with
-  the statistics attached.
+  stops, frames already stylised are written, the sink's optional ``stopped_early()`` is called
+  (a video writer then copies no audio past the last frame), the sink is closed normally (a
+  video file is finalised and playable) and :class:`Interrupted` (a ``KeyboardInterrupt``) is
+  raised with the statistics attached.
 """
 
 from __future__ import annotations
@@ -338,6 +339,7 @@ def run(
     ]
     t_begin = time.perf_counter()
     interrupted = sink_failed = False
+    interrupt: KeyboardInterrupt | None = None  # the original Ctrl-C (or a stop signal), kept as the cause
     for thread in threads:
         thread.start()
     try:
@@ -350,8 +352,8 @@ def run(
                 state.write(sink, info, progress)
         except StopRun:
             pass
-        except KeyboardInterrupt:
-            interrupted = True
+        except KeyboardInterrupt as exc:
+            interrupted, interrupt = True, exc
         except BaseException as exc:  # noqa: BLE001 - sink or stage failed; re-raised below
             sink_failed = True
             state.fail(exc)
@@ -362,11 +364,13 @@ def run(
             state.errors.pop(0)
         if interrupted and not state.errors:
             _drain(state, sink)
-    except KeyboardInterrupt:  # a second Ctrl-C while stopping: still finalise below
-        interrupted = True
+    except KeyboardInterrupt as exc:  # a second Ctrl-C while stopping: still finalise below
+        interrupted, interrupt = True, interrupt or exc
         state.stop.set()
     finally:
         stats.seconds = time.perf_counter() - t_begin
+        if interrupted and not sink_failed:
+            _tell_stopped_early(sink)
         close_error = _finish_sink(sink, failed=sink_failed, quiet=bool(state.errors))
     if state.errors:
         raise state.errors[0]
@@ -374,7 +378,7 @@ def run(
         raise close_error
     if interrupted:
         stats.interrupted = True
-        raise Interrupted(stats)
+        raise Interrupted(stats) from interrupt
     return stats
 
 
@@ -402,6 +406,17 @@ def _drain(state: _Run, sink: Any) -> None:
         except BaseException as exc:  # noqa: BLE001 - e.g. the disk filled up; re-raised by run()
             state.fail(exc)
             return
+
+
+def _tell_stopped_early(sink: Any) -> None:
+    """Ctrl-C: let a sink that can (``stopped_early()``) end its file at the last frame written."""
+    notice = getattr(sink, "stopped_early", None)
+    if notice is None:
+        return
+    try:
+        notice()
+    except Exception:  # noqa: BLE001 - the file is still closed normally below
+        log.debug("stopped_early() failed", exc_info=True)
 
 
 def _finish_sink(sink: Any, failed: bool, quiet: bool) -> BaseException | None:

@@ -473,6 +473,7 @@ def test_still_with_a_picture_a_blend_and_strength(model_cache, photo, tmp_path,
     assert still.main([*argv, "--style", wave]) == 0
     one = read_image(out)
     assert one.shape == read_image(photo).shape
+    argv.append("--force")  # the same output again
     assert still.main([*argv, "--style", f"{wave}:0.5,{STYLES / 'candy.jpg'}:0.5", "--strength", "0.5"]) == 0
     mixed = read_image(out)
     assert np.abs(mixed.astype(int) - one).mean() > 5

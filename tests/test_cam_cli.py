@@ -112,6 +112,9 @@ def test_window_sink_overlays_and_routes_keys(monkeypatch):
     monkeypatch.setattr(cv2, "imshow", lambda title, img: shown.append(img))
     monkeypatch.setattr(cv2, "waitKey", lambda ms: keys.pop(0) if keys else -1)
     monkeypatch.setattr(cv2, "destroyWindow", lambda *a: None)
+    sizes = []
+    monkeypatch.setattr(cv2, "resizeWindow", lambda title, w, h: sizes.append((w, h)))
+    monkeypatch.setattr(cv2, "getWindowImageRect", lambda title: (0, 0, *sizes[-1]))
     pressed = []
 
     def on_key(key):
@@ -119,11 +122,11 @@ def test_window_sink_overlays_and_routes_keys(monkeypatch):
         if key == ord("q"):
             raise StopRun()
 
-    sink = WindowSink(on_key=on_key, side_by_side=lambda: True, status=lambda: ["model"])
+    sink = WindowSink(on_key=on_key, side_by_side=lambda: True, status=lambda: ["model"], screen=(1920, 1080))
     frames = [np.full((40, 64, 3), 100, np.uint8) for _ in range(10)]
     stats = run(frames, Invert(), sink)
     assert stats.frames == 3 and pressed == [ord("n"), ord("q")]
-    assert shown[0].shape == (40, 128, 3)  # side by side
+    assert shown[0].shape == (40, 128, 3) and sizes == [(128, 40)]  # side by side, at its own size
     assert np.array_equal(sink.last_frame, 255 - frames[0])
     plain = cv2.cvtColor(np.hstack([frames[0], 255 - frames[0]]), cv2.COLOR_RGB2BGR)
     assert not np.array_equal(shown[0], plain)  # the fps/latency text is drawn

@@ -120,3 +120,19 @@ def test_cli_mismatch_is_one_line_exit_2(tmp_path: Path, capsys: pytest.CaptureF
     assert main([str(source), str(output)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: frame count mismatch") and "\n" not in err
+
+
+def test_cli_scores_an_output_of_another_size(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`nst-video --size` output: the input is shrunk (area) to match, and the note says so."""
+    clip = moving_clip(6)
+    source = write_folder(tmp_path / "in", clip)
+    small = [cv2.resize(f, (64, 48), interpolation=cv2.INTER_AREA) for f in clip]
+    same = write_folder(tmp_path / "same", small)
+    noisier = write_folder(tmp_path / "noisy", noisy(small, 10.0))
+    assert main([str(source), str(same)]) == 0
+    captured = capsys.readouterr()
+    assert "resized to match (area filter)" in captured.err and "64x48" in captured.err
+    assert "ratio          1.00x" in captured.out  # the resized input compared with itself: the floor
+    assert main([str(source), str(noisier)]) == 0
+    score = float(capsys.readouterr().out.split("flicker score")[1].split()[0])
+    assert score > 3 * flicker_score(small, small)

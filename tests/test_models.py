@@ -283,3 +283,25 @@ def test_stylize_image(setup, rng):
         stylize_image(content, model, strength=1.5, stylizer=loaded)
     with pytest.raises(UserError, match="uint8"):
         stylize_image(content.astype(np.float32), model, stylizer=loaded)
+
+
+def test_published_prefix_reaches_a_shadowed_model(setup):
+    server, root, weights, kw = setup
+    (weights / "toy-9.onnx").write_bytes((root / "toy-9.onnx").read_bytes())
+    assert resolve_model("toy-9", **kw) == weights / "toy-9.onnx" and server.requests == []
+    assert resolve_model("published:toy-9", **kw) == kw["cache"] / "toy-9.onnx"  # the registry's, downloaded
+    with pytest.raises(UserError, match="published:toy-8: no published model of that name; did you mean 'toy-9'"):
+        resolve_model("published:toy-8", **kw)
+    rows = {(r.name, r.where): r for r in list_models(kw["registry"], kw["weights_dirs"], kw["cache"])}
+    assert rows[("toy-9", "cache")].shadowed_by == str(weights / "toy-9.onnx")
+    assert rows[("toy-9", "weights")].family == "johnson"  # read from the file's own metadata
+    table = format_model_table(list(rows.values()), cache=kw["cache"])
+    assert "published:toy-9" in table and "shadowed by toy-9.onnx" in table
+
+
+def test_suggestions_name_each_model_once(setup):
+    _, root, weights, kw = setup
+    (weights / "toy-9.onnx").write_bytes((root / "toy-9.onnx").read_bytes())  # the same name, local and published
+    with pytest.raises(UserError) as info:
+        resolve_model("toy9", **kw)
+    assert str(info.value).count("'toy-9'") == 1, str(info.value)

@@ -220,3 +220,18 @@ def test_benchmark_pieces_run_on_a_tiny_clip(capsys) -> None:
     report([result], [0.8, 0.0], has_style=False)
     out = capsys.readouterr().out
     assert "tiny" in out and "per-frame" in out and "cost" in out
+
+
+def test_small_frames_get_finer_flow_and_a_wider_window() -> None:
+    """Under 320 px high the flow image keeps a 160 px short side (320x180: 284x160, not 170x96)."""
+    import realtime.stages.stabilize as stabilize
+
+    frames = [np.ascontiguousarray(f) for f in moving_clip(2, 180, 320)]
+    stab = TemporalStabilizer()
+    stab.prepare(frames[0])
+    motion = stab.prepare(frames[1])
+    assert motion.flow.shape == (160, 284, 2) and stabilize.MIN_FLOW_SIDE == 160
+    big = [cv2.resize(f, (640, 360)) for f in frames]  # 320 px and more: half size, as before
+    stab = TemporalStabilizer()
+    stab.prepare(big[0])
+    assert stab.prepare(big[1]).flow.shape == (180, 320, 2)

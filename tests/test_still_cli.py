@@ -183,7 +183,7 @@ def test_nan_loss_leaves_the_existing_output_alone(capsys, pics, tmp_path, monke
     monkeypatch.setattr(
         realtime.core.gatys.GatysObjective, "__call__", lambda self, image: (image * float("nan")).sum()
     )
-    assert still.main(gatys_args(pics, out, "--size", "32", "--steps", "2")) == 2
+    assert still.main(gatys_args(pics, out, "--size", "32", "--steps", "2", "--force")) == 2
     lines = capsys.readouterr().err.strip().splitlines()  # the progress bar, then one error line
     assert [line for line in lines if line.startswith("error:")] == [lines[-1]]
     assert "loss became nan at step 1" in lines[-1]
@@ -194,7 +194,8 @@ def test_nan_loss_leaves_the_existing_output_alone(capsys, pics, tmp_path, monke
 def fake_model_still(monkeypatch) -> list[dict]:
     calls: list[dict] = []
 
-    def stylize_image(content_rgb, model, **kwargs):
+    def stylize_image(content_rgb, model, *, max_memory, progress, **kwargs):
+        assert max_memory >= 64 << 20 and callable(progress)  # the tiling budget and its progress bar
         calls.append(dict(shape=content_rgb.shape, model=model, **kwargs))
         return 255 - content_rgb
 
@@ -246,6 +247,7 @@ def test_model_methods_hand_their_settings_to_model_still(capsys, pics, tmp_path
     assert (
         still.main(
             ["--model", "candy", "--content", str(pics["content"]), "-o", str(out), "--size", "64", "--preserve-color"]
+            + ["--force"]  # the same output again
         )
         == 0
     )
@@ -254,7 +256,7 @@ def test_model_methods_hand_their_settings_to_model_still(capsys, pics, tmp_path
     capsys.readouterr()
     fails(
         capsys,
-        ["--model", "candy", "--content", str(pics["content"]), "-o", str(out), "--strength", "1.5"],
+        ["--model", "candy", "--content", str(pics["content"]), "-o", str(out), "--strength", "1.5", "--force"],
         "--strength",
     )
     fails(
@@ -293,3 +295,30 @@ def test_gatys_path_imports_stay_lean(pics, tmp_path):
     )
     assert done.returncode == 0, done.stderr
     assert "HEAVY []" in done.stdout, done.stdout
+
+
+@pytest.mark.parametrize("existing", [False, True])
+def test_gatys_ctrl_c_saves_the_current_image(existing, capsys, pics, tmp_path, monkeypatch):
+    import realtime.core.gatys
+
+    real_step, steps = realtime.core.gatys._one_step, []
+
+    def step(*args):
+        steps.append(1)
+        if len(steps) == 4:
+            raise KeyboardInterrupt  # Ctrl-C in the middle of the fourth step
+        return real_step(*args)
+
+    monkeypatch.setattr(realtime.core.gatys, "_one_step", step)
+    out = tmp_path / "g.png"
+    if existing:
+        out.write_bytes(b"an earlier result")
+    extra = ("--size", "32", "--steps", "50", *(["--force"] if existing else []))
+    assert still.main(gatys_args(pics, out, *extra)) == 130
+    err = capsys.readouterr().err
+    saved = tmp_path / "g.partial.png" if existing else out
+    assert "interrupted at step 3/50: saved the current image (32x24" in err and f") to {saved}" in err
+    assert read_image(saved).shape == (24, 32, 3)
+    if existing:
+        assert out.read_bytes() == b"an earlier result" and f"{out} is unchanged" in err
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []

@@ -33,6 +33,7 @@ from tqdm import tqdm
 from realtime.cli.common import cli_entry
 from realtime.core.devices import resolve_device
 from realtime.core.errors import InvalidValue
+from realtime.core.files import check_output
 from train import distributed
 from train.cyclegan_model import (
     LOSS_NAMES,
@@ -451,6 +452,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         output = str(Path("checkpoints") / Path(args.dataset.rstrip("/\\")).name)
     else:
         parser.error("--resume without a state file needs -o (the run's output folder) or --dataset")
+    check_output(Path(output) / "state.pth", force=True)  # an unwritable folder is one line now, not after the setup
     resume = None if args.resume is None else (args.resume or str(Path(output) / "state.pth"))
     fields = {f.name for f in dataclasses.fields(CycleGANConfig)}
     values = {k: v for k, v in vars(args).items() if k in fields and v is not None}

@@ -54,6 +54,7 @@ from realtime.core.checkpoint import json_safe, load_model, read_checkpoint_file
 from realtime.core.contract import IOContract, johnson_contract, multistyle_contract
 from realtime.core.devices import resolve_device
 from realtime.core.errors import InvalidValue, UserError
+from realtime.core.files import check_output
 from realtime.core.images import read_image
 from realtime.core.losses import (
     GATYS_STYLE_LAYERS,
@@ -757,6 +758,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.output:
+        check_output(args.output, force=True)  # an unwritable folder is one line now, not after the setup
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.resume is None and not args.style:

@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from realtime.core.errors import UserError
+from realtime.core.files import os_error_line
 from realtime.core.images import write_image
 
 log = logging.getLogger(__name__)
@@ -71,11 +73,14 @@ class RunLog:
         row = {"step": step, **{k: float(v) for k, v in values.items()}}
         if self._fields is None:
             self._fields = list(row)
-        with open(self.csv_path, "a", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=self._fields, extrasaction="ignore")
-            if f.tell() == 0:
-                writer.writeheader()
-            writer.writerow(row)
+        try:
+            with open(self.csv_path, "a", newline="") as f:
+                writer = csv.DictWriter(f, fieldnames=self._fields, extrasaction="ignore")
+                if f.tell() == 0:
+                    writer.writeheader()
+                writer.writerow(row)
+        except OSError as exc:  # a full disk surfaces when the buffer is flushed, without a file name
+            raise UserError(os_error_line(exc, self.csv_path, "cannot write")) from None
         if self._tb is not None:
             for key, value in values.items():
                 self._tb.add_scalar(key, value, step)

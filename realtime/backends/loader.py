@@ -165,6 +165,7 @@ def load_for_pipeline(
     if backend is None and device == "cpu" and provider is None and not ort_missing():
         path = resolve_model(model)
         if path.suffix.lower() == ".pth":
+            load_model(path)  # a bad file is one error here, not a failed export and then the same error
             try:
                 return load_stylizer(path, device=device, input_range=input_range, backend="onnx")
             except (UserError, ImportError, RuntimeError) as exc:

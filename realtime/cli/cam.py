@@ -29,13 +29,14 @@ from realtime.cli.common import (
     ListModelsAction,
     OneLineParser,
     attach_dash_values,
+    check_frame_memory,
     cli_entry,
     number,
     parse_size,
     strength_or_default,
 )
 from realtime.core.errors import UserError
-from realtime.core.files import atomic_path, ensure_not_an_input
+from realtime.core.files import check_output, ensure_not_an_input, output_file
 from realtime.core.images import write_image
 from realtime.core.styles import StyleTerm, apply_style_spec, has_style_control, style_listing
 from realtime.pipeline import StopRun, run
@@ -49,6 +50,8 @@ KEYS_HELP = (
     "g take the live frame as the style (arbitrary-style models), +/- strength, "
     "c colour preservation, t stabiliser, s snapshot, space side by side, q/Esc quit"
 )
+KEYS_HINT = "n/p model  +/- strength  c colour  t stabiliser  s snapshot  space side by side  q quit"
+STYLE_KEYS_HINT = "]/[ style  g grab style"  # added where a model takes styles
 STRENGTH_STEP = 0.1
 ESC = 27
 
@@ -210,16 +213,15 @@ class Controls:
         self.state = state
 
     def status(self) -> list[str]:
+        """The overlay's lines: the model (and its place in the cycle), the style where one is set, the state."""
         s = self.state
-        flags = [f"strength {s.strength:.1f}"]
-        if s.preserve_color:
-            flags.append("colour kept")
-        if s.stabilize:
-            flags.append("stabilised")
-        lines = [f"[{s.model + 1}/{s.models}] {self.models.name}"]
+        lines = [f"{self.models.name}  [{s.model + 1}/{s.models}]"]
         if s.styles:
-            lines.append(f"style [{s.style + 1}/{s.styles}] {self.style_names()[s.style]}")
-        return lines + ["  ".join(flags)]
+            lines.append(f"style [{s.style + 1}/{s.styles}] {os.path.basename(self.style_names()[s.style])}")
+        colour = "colour kept" if s.preserve_color else "colour off"
+        stabiliser = "stabiliser on" if s.stabilize else "stabiliser off"
+        lines.append(f"strength {s.strength:.1f}  {colour}  {stabiliser}")
+        return lines
 
     def style_names(self) -> list[str]:
         """The current model's styles (empty for a model with one fixed style)."""
@@ -232,7 +234,11 @@ class Controls:
             return None
         stamp = time.strftime("%Y%m%d-%H%M%S")
         path = self.snapshot_dir / f"nst-cam_{self.models.name}_{stamp}_{self.state.snapshots:03d}.png"
-        write_image(path, frame)
+        try:
+            write_image(path, frame, force=False)
+        except UserError as exc:  # a full disk or a read-only folder must not end the live view
+            print(f"error: snapshot not saved: {' '.join(str(exc).split())}", file=sys.stderr)
+            return None
         print(f"saved {path}")
         return path
 
@@ -325,6 +331,20 @@ def check_display(environ: dict | None = None) -> None:
         raise UserError("no display found; run with --no-display (and --output FILE to record)")
 
 
+def _with_camera_state(source: str, no_display: str) -> str:
+    """The no-display message, saying in the same line when the camera cannot be opened either."""
+    # Lazy: realtime.io.sources imports PyAV; only this error path and a real run need it.
+    from realtime.io.sources import camera_opens, parse_source  # noqa: PLC0415
+
+    kind, target = parse_source(source)
+    if kind == "camera" and not camera_opens(int(target)):
+        return (
+            f"no camera and no display: camera {target} cannot be opened (none connected, or in use) and "
+            "there is no display; try --source VIDEO_FILE --no-display --output out.mp4"
+        )
+    return no_display
+
+
 def list_styles(args: argparse.Namespace) -> int:
     """``--list-styles``: each model's style names, one per line, under the model's name."""
     # Lazy: the backends import torch (about 2 s), which every other early exit skips.
@@ -347,13 +367,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.no_display and not args.output and args.max_frames is None:
         print("note: --no-display without --output shows and saves nothing; stop with Ctrl-C", file=sys.stderr)
     if not args.no_display:
-        check_display()
+        try:
+            check_display()
+        except UserError as no_display:
+            raise UserError(_with_camera_state(args.source, str(no_display))) from None
     output = Path(args.output) if args.output else None
     if output is not None:
         ensure_not_an_input(output, [args.source])
-        if output.exists() and not args.force:
-            raise UserError(f"{output} already exists; use --force to overwrite it")
+        check_output(output, force=args.force)
     size = parse_size(args.size) if args.size else None
+    if size is not None:
+        check_frame_memory(*size)
     capture_size = parse_size(args.camera_size, "--camera-size") if args.camera_size else None
     stabilize = DEFAULT_STRENGTH if args.stabilize == "default" else args.stabilize
     stages = build_stages(args.strength, args.preserve_color, stabilize, stabilizer_available=True)
@@ -412,14 +436,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         if output is None:
             return _run(frames, models, None, [*extra_stages, *stages.ordered], controls, args, source)
         stopped: BaseException | None = None
-        with atomic_path(output) as tmp:
+        with output_file(output, force=args.force) as pending:
             try:
-                return _run(frames, models, tmp, [*extra_stages, *stages.ordered], controls, args, source)
+                return _run(frames, models, pending.tmp, [*extra_stages, *stages.ordered], controls, args, source)
             except (CameraLost, KeyboardInterrupt) as exc:  # keep the recording, then report
                 stopped = exc
+                pending.partial = True
+    where = f"the recording so far is in {pending.published}"
+    if pending.published != output:
+        where += f" ({output} is unchanged)"
     if isinstance(stopped, CameraLost):
-        raise UserError(f"{stopped}; the recording so far is in {output}")
-    print(f"interrupted: the recording so far is in {output}", file=sys.stderr)
+        raise UserError(f"{stopped}; {where}")
+    print(f"interrupted: {where}", file=sys.stderr)
     raise stopped
 
 
@@ -443,6 +471,7 @@ def _run(
             on_key=controls.on_key,
             status=controls.status,
             side_by_side=lambda: controls.state.side_by_side,
+            hint=KEYS_HINT if not any(map(has_style_control, models.stylizers)) else f"{KEYS_HINT}  {STYLE_KEYS_HINT}",
         )
         controls.window = window
         print(KEYS_HELP, file=sys.stderr)
@@ -451,8 +480,11 @@ def _run(
         recorder = RecordingSink(record_to, source.rate, EncodeOptions(crf=20.0, preset="veryfast", audio=False))
     sink = TeeSink(window, recorder)
     preparing = StylePreparation(models.stylizers)  # the predictor and a folder's vectors, while frames flow
+    # Cameras hand over their newest frame (live); a file shown in a window plays every frame, and a
+    # queue deeper than one frame there would add latency without adding speed (the model sets the pace).
+    queue = 1 if source.live or window is not None else 4
     try:
-        stats = run(frames, models, sink, stages, queue_size=1 if source.live else 4, live=source.live)
+        stats = run(frames, models, sink, stages, queue_size=queue, live=source.live)
     finally:
         preparing.stop()
         if controls.grabber is not None:

@@ -25,8 +25,9 @@ from tqdm import tqdm
 
 from realtime.cli.common import ListModelsAction, OneLineParser, attach_dash_values, cli_entry
 from realtime.core.errors import UserError
-from realtime.core.files import ensure_not_an_input
-from realtime.core.images import IMAGE_SUFFIXES, read_image, write_image
+from realtime.core.files import OutputExists, check_output, ensure_not_an_input, glob_escape
+from realtime.core.images import IMAGE_SUFFIXES, read_image, resize, write_image, write_partial_image
+from realtime.core.memory import GATYS_BYTES_PER_PIXEL, default_budget, format_bytes, parse_bytes, whole_frame_bytes
 from realtime.core.styles import style_listing
 
 DEFAULT_GATYS_SIZE = 512
@@ -49,7 +50,7 @@ GATYS_FLAGS = (
     "lr",
     "seed",
 )
-MODEL_FLAGS = ("model", "strength", "provider", "input_range", "contact_sheet", "columns")
+MODEL_FLAGS = ("model", "strength", "provider", "input_range", "max_memory", "contact_sheet", "columns")
 
 EPILOG = """examples:
   # Gatys et al.: 300 L-BFGS steps at 512 px (CUDA when present)
@@ -64,7 +65,7 @@ EPILOG = """examples:
       --preserve-color --snapshot-every 50 -o out/mix.png
 
   # a trained fast model (Johnson) at 60% strength, or a CycleGAN generator
-  python -m realtime.still --method johnson --model weights/candy.pth --content photo.jpg --strength 0.6 -o out.jpg
+  python -m realtime.still --method johnson --model weights/candy.onnx --content photo.jpg --strength 0.6 -o out.jpg
   python -m realtime.still --method cyclegan --model horse2zebra.onnx --content horse.jpg -o zebra.png
 
   # any picture as the style, at the photo's full resolution (Magenta's arbitrary-style nets), or a blend
@@ -83,6 +84,8 @@ before optimising (Gatys et al. 2017); the model methods keep the content's chro
 only the stylised luminance (realtime.stages.color.preserve_color).
 --strength with --model arbitrary moves the style vector toward the photo's own (Ghiasi et al.
 2017) instead of blending pixels: 0 is the photo restyled by its own vector.
+An existing output is replaced only with --force. Ctrl-C (or SIGTERM) during gatys saves the
+image as it is at that step, under the output name, or as NAME.partial.EXT beside an existing file.
 """
 
 
@@ -115,6 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="longer side of the output in pixels (gatys: "
         f"default {DEFAULT_GATYS_SIZE}; models: default the input's size)",
     )
+    p.add_argument("--force", "-f", action="store_true", help="replace --output (and snapshots) if they exist")
     p.add_argument("--preserve-color", action="store_true", help="keep the content's colours (see below)")
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda or cuda:N (default auto)")
 
@@ -195,6 +199,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     m.add_argument("--provider", metavar="NAME", help="onnxruntime execution provider, e.g. CUDAExecutionProvider")
     m.add_argument("--input-range", choices=("0-255", "0-1", "-1-1"), help="pixel range a foreign ONNX model expects")
+    m.add_argument(
+        "--max-memory",
+        metavar="SIZE",
+        help="memory budget, e.g. 4G: a larger image runs in overlapping tiles with the whole image's statistics "
+        f"(same result, several times slower; default a quarter of the RAM: {format_bytes(default_budget())})",
+    )
     return p
 
 
@@ -231,6 +241,8 @@ def check_common(args: argparse.Namespace, inputs: Sequence[str]) -> None:
     """Refuse a bad size, an unknown output type, or an output over an input before any work."""
     if args.size is not None and args.size <= 0:
         raise UserError(f"--size must be a positive number of pixels, got {args.size}")
+    if getattr(args, "max_memory", None):
+        parse_bytes(args.max_memory)  # a bad value is reported before anything else
     if args.size is not None and args.size > 8192:
         raise UserError(f"--size {args.size} is larger than 8192 pixels")
     suffix = Path(args.output).suffix.lower()
@@ -239,6 +251,12 @@ def check_common(args: argparse.Namespace, inputs: Sequence[str]) -> None:
     if Path(args.output).is_dir():
         raise UserError(f"output {args.output} is a folder; give a file name")
     ensure_not_an_input(args.output, inputs)
+    check_output(args.output, force=args.force)
+    if getattr(args, "snapshot_every", None) and not args.force:
+        output = Path(args.output)
+        taken = sorted(output.parent.glob(f"{glob_escape(output.stem)}.step[0-9]*{glob_escape(output.suffix)}"))
+        if taken:
+            raise OutputExists(f"snapshots of an earlier run are in the way ({taken[0]}, ...)", taken[0])
 
 
 def snapshot_path(output: Path, step: int) -> Path:
@@ -292,6 +310,13 @@ def run_gatys(args: argparse.Namespace) -> np.ndarray:
         raise UserError(f"--snapshot-every must be at least 1, got {args.snapshot_every}")
     content = read_image(args.content, max_side=args.size or DEFAULT_GATYS_SIZE)
     styles = [read_image(path) for path in args.style]
+    needed = GATYS_BYTES_PER_PIXEL * content.shape[0] * content.shape[1]
+    if needed > default_budget():
+        print(
+            f"warning: gatys at {content.shape[1]}x{content.shape[0]} needs about {format_bytes(needed)} "
+            f"(more than a quarter of this machine's memory); --size 512 --scales 2 is the way to large stills",
+            file=sys.stderr,
+        )
 
     # Lazy: these import torch; OMP_WAIT_POLICY must be set before that (see main), and --help skips it.
     import torch  # noqa: PLC0415
@@ -314,17 +339,44 @@ def run_gatys(args: argparse.Namespace) -> np.ndarray:
     vgg = vgg.to(device)
     output = Path(args.output)
     bar = tqdm(total=config.steps, desc="gatys", unit="step", dynamic_ncols=True)
+    latest = []  # the last step's Progress: Ctrl-C saves its image
 
     def on_step(p) -> None:
+        latest[:] = [p]
         bar.update(1)
         bar.set_postfix_str(f"loss {p.loss:.4g}, {p.size[1]}x{p.size[0]}", refresh=False)
         if args.snapshot_every and p.step % args.snapshot_every == 0 and p.step < p.total:
-            write_image(snapshot_path(output, p.step), p.image())
+            write_image(snapshot_path(output, p.step), p.image(), force=args.force)
 
     try:
         return stylize(content, styles, vgg, device, config, on_step=on_step)
+    except KeyboardInterrupt:
+        bar.close()
+        if latest:
+            save_interrupted(output, latest[0], content.shape[:2])
+        raise
     finally:
         bar.close()
+
+
+def save_interrupted(output: Path, progress, size: tuple[int, int]) -> Path:
+    """Ctrl-C during Gatys: keep the image as it is now (not over an existing file; see write_partial_image).
+
+    An image still at a coarse scale (``--scales``) is enlarged to the output's ``size`` ``(h, w)``.
+    """
+    image = progress.image()
+    scale = ""
+    if image.shape[:2] != tuple(size):
+        scale = f", enlarged from scale {progress.scale}'s {progress.size[1]}x{progress.size[0]}"
+        image = resize(image, size[0], size[1])
+    where = write_partial_image(output, image)
+    note = "" if where == output else f"; {output} is unchanged"
+    print(
+        f"interrupted at step {progress.step}/{progress.total}: saved the current image "
+        f"({image.shape[1]}x{image.shape[0]}{scale}) to {where}{note}",
+        file=sys.stderr,
+    )
+    return where
 
 
 def run_model(args: argparse.Namespace, method: str) -> np.ndarray:
@@ -335,20 +387,46 @@ def run_model(args: argparse.Namespace, method: str) -> np.ndarray:
     from realtime.stages import check_strength  # noqa: PLC0415
 
     strength = check_strength(args.strength if args.strength is not None else 1.0)
+    budget = parse_bytes(args.max_memory) if args.max_memory else default_budget()
     content = read_image(args.content)
+    height, width = content.shape[:2]
+    if args.size:
+        scale = args.size / max(height, width)
+        height, width = max(1, round(height * scale)), max(1, round(width * scale))
+    needed = whole_frame_bytes(height, width)
+    bar = None
+    if needed > budget:
+        print(
+            f"note: {width}x{height} needs about {format_bytes(needed)} in one piece, over the "
+            f"{format_bytes(budget)} budget (--max-memory); running in tiles (several times slower)",
+            file=sys.stderr,
+        )
+        bar = tqdm(total=None, desc="tiles", unit="tile", dynamic_ncols=True, leave=False)
     device = resolve_device(args.device)
-    return stylize_image(
-        content,
-        args.model,
-        size=args.size,
-        strength=strength,
-        preserve_color=args.preserve_color,
-        device=str(device),
-        provider=args.provider,
-        input_range=args.input_range,
-        family=None if method == "model" else method,
-        style=",".join(args.style) if args.style else None,
-    )
+
+    def progress(done: int, total: int) -> None:
+        if bar is not None:
+            bar.total = total
+            bar.update(done - bar.n)
+
+    try:
+        return stylize_image(
+            content,
+            args.model,
+            size=args.size,
+            strength=strength,
+            preserve_color=args.preserve_color,
+            device=str(device),
+            provider=args.provider,
+            input_range=args.input_range,
+            family=None if method == "model" else method,
+            style=",".join(args.style) if args.style else None,
+            max_memory=budget,
+            progress=progress,
+        )
+    finally:
+        if bar is not None:
+            bar.close()
 
 
 def run_contact_sheet(args: argparse.Namespace) -> np.ndarray:
@@ -423,7 +501,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         result = run_contact_sheet(args)
     else:
         result = run_gatys(args) if method == "gatys" else run_model(args, method)
-    write_image(args.output, result)
+    write_image(args.output, result, force=args.force)
     print(f"wrote {args.output} ({result.shape[1]}x{result.shape[0]}) in {time.perf_counter() - start:.1f} s")
     return 0
 

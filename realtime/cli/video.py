@@ -18,9 +18,11 @@ import av
 from tqdm import tqdm
 
 from realtime.cli.common import (
+    MAX_SIDE,
     ListModelsAction,
     OneLineParser,
     attach_dash_values,
+    check_frame_memory,
     cli_entry,
     error_line,
     number,
@@ -28,13 +30,15 @@ from realtime.cli.common import (
     strength_or_default,
 )
 from realtime.core.errors import UserError
-from realtime.core.files import atomic_path, ensure_not_an_input
+from realtime.core.files import check_output, ensure_not_an_input, output_file
+from realtime.core.images import IMAGE_SUFFIXES
 from realtime.core.styles import apply_style_spec, has_picture_styles, style_listing
 from realtime.io.encoders import hardware_encoder
 from realtime.io.video_files import (
     VIDEO_SUFFIXES,
     EncodeOptions,
     VideoWriter,
+    check_encode_options,
     choose_pix_fmt,
     default_encode_options,
     probe,
@@ -46,7 +50,7 @@ from realtime.stages.style_strength import ContentAnchor, route_strength
 
 EPILOG = """\
 examples:
-  nst-video clip.mp4 --model weights/candy.pth                 # -> clip_candy.mp4 beside clip.mp4
+  nst-video clip.mp4 --model weights/candy.onnx                # -> clip_candy.mp4 beside clip.mp4
   nst-video clip.mp4 --model candy --size 640x360 --keep-size  # model at 640x360, output at full size
   nst-video holidays/ --model mosaic -o styled/ --stabilize     # every video in a folder, less flicker
   nst-video clip.mp4 --model candy --strength 0.6 --preserve-color --start 10 --duration 5
@@ -61,7 +65,9 @@ the right/bottom edge by one replicated pixel instead.
 arbitrary-style models (--model arbitrary --style poster.png): any picture is the style. There
 --strength S gives the net S * style + (1 - S) * the video's own style vector (Ghiasi et al.
 2017), predicted from the first frame and refreshed every 25 frames as a running average.
-Ctrl-C stops early and keeps a playable file with the frames done so far under the final name.
+Ctrl-C (or SIGTERM/SIGHUP) stops early and keeps a playable file with the frames done so far
+(audio cut to match) under the output name, or as NAME.partial.mp4 beside an existing file that
+--force would have replaced. Without --force an existing output is never replaced.
 """
 
 
@@ -188,6 +194,8 @@ def gather_inputs(paths: Sequence[str]) -> list[Path]:
             found.extend(videos)
         elif not path.exists():
             raise UserError(f"no such file: {path}")
+        elif path.suffix.lower() in IMAGE_SUFFIXES:
+            raise UserError(f"{path} is a still image, not a video; stylise it with python -m realtime.still")
         else:
             found.append(path)
     return found
@@ -209,11 +217,7 @@ def plan_outputs(inputs: list[Path], output: str | None, label: str, suffix: str
         raise UserError("two inputs would write the same output file; process them into different folders")
     for out in outs:
         ensure_not_an_input(out, inputs)
-        if out.exists() and not force:
-            raise UserError(f"{out} already exists; use --force to overwrite it")
-        folder = next((p for p in [out.parent, *out.parent.parents] if p.exists()), Path("."))
-        if not os.access(folder, os.W_OK):
-            raise UserError(f"output folder {folder} is not writable")
+        check_output(out, force=force)
     return outs
 
 
@@ -225,7 +229,10 @@ def processing_size(info, args: argparse.Namespace) -> tuple[int, int] | None:
     if args.scale is not None:
         if args.scale <= 0:
             raise UserError(f"--scale must be positive, got {args.scale:g}")
-        return tuple(max(16, 2 * round(side * args.scale / 2)) for side in (info.width, info.height))
+        size = tuple(max(16, 2 * round(side * args.scale / 2)) for side in (info.width, info.height))
+        if max(size) > MAX_SIDE:
+            raise UserError(f"--scale {args.scale:g} makes {size[0]}x{size[1]} frames; the limit is {MAX_SIDE} a side")
+        return size
     return None
 
 
@@ -241,6 +248,7 @@ def encode_options(args: argparse.Namespace):
         options.crf = args.crf
     options.bitrate = parse_bitrate(args.bitrate)
     options.preset = args.preset or options.preset
+    check_encode_options(options)
     return options
 
 
@@ -280,6 +288,7 @@ def process(path: Path, output: Path, stylizer, stages: list, args: argparse.Nam
     if args.start and info.duration is not None and args.start >= info.duration:
         raise UserError(f"{path}: --start {args.start:g} s is past the end ({info.duration:.2f} s)")
     size = processing_size(info, args)
+    check_frame_memory(*(size or (info.width, info.height)), advice="--size or --scale runs the model smaller")
     out_size = (info.width, info.height) if (args.keep_size or size is None) else size
     pix_fmt, pad = choose_pix_fmt(options.codec, *out_size, options.pix_fmt)
     if out_size[0] % 2 or out_size[1] % 2:
@@ -290,26 +299,28 @@ def process(path: Path, output: Path, stylizer, stages: list, args: argparse.Nam
     for stage in stages:
         stage.reset()
     interrupted: Interrupted | None = None
-    with atomic_path(output) as tmp:
+    with output_file(output, force=args.force) as pending:
         bar = tqdm(total=total, unit="frame", desc=path.name, disable=args.no_progress, dynamic_ncols=True, leave=False)
         try:
-            writer = VideoWriter(tmp, info, options, size=out_size, start=args.start, duration=args.duration)
+            writer = VideoWriter(pending.tmp, info, options, size=out_size, start=args.start, duration=args.duration)
             frames = read_frames(info, start=args.start, duration=args.duration, size=size)
             stats = run(frames, stylizer, writer, stages, batch_size=args.batch_size, progress=lambda _: bar.update(1))
         except Interrupted as exc:
             if exc.stats.frames == 0:
                 raise
             interrupted, stats = exc, exc.stats
+            pending.partial = True
         except av.error.FFmpegError as exc:
-            if getattr(exc, "errno", None) == 28:
-                raise  # atomic_path reports a full disk
+            if isinstance(exc, OSError):
+                raise  # no permission, disk full, ...: output_file words it
             raise UserError(f"writing {output} failed: {getattr(exc, 'strerror', None) or exc}") from None
         finally:
             bar.close()
     if interrupted is not None:
-        print(
-            f"interrupted: kept the {stats.frames} frames done so far in {output} (playable, partial)", file=sys.stderr
-        )
+        kept = f"kept the {stats.frames} frames done so far in {pending.published} (playable, partial)"
+        if pending.published != output:
+            kept += f"; {output} is unchanged"
+        print(f"interrupted: {kept}", file=sys.stderr)
         raise interrupted
     print(f"{output}: {stats.summary()}")
     return stats
@@ -345,6 +356,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     outputs = plan_outputs(inputs, args.output, model_label(args.model), suffix, args.force)
     stabilize = DEFAULT_STRENGTH if args.stabilize == "default" else args.stabilize
     built = build_stages(args.strength, args.preserve_color, stabilize)
+    if len(inputs) == 1:
+        probe(inputs[0])  # a bad input is reported before the model loads (seconds)
 
     # Lazy: the backends import torch (about 2 s), which --help and bad input skip.
     from realtime.backends.loader import load_for_pipeline  # noqa: PLC0415

@@ -15,6 +15,7 @@ Legacy InstanceNorm ``running_mean``/``running_var`` keys are dropped in one pla
 
 from __future__ import annotations
 
+import io
 import json
 import pickle
 import re
@@ -123,9 +124,16 @@ def save_checkpoint(
     meta: dict[str, Any] | None = None,
     training: dict[str, Any] | None = None,
 ) -> Path:
-    """Write a checkpoint atomically (temp file, then rename)."""
+    """Write a checkpoint atomically (temp file, then rename).
+
+    The checkpoint is serialised in memory first: ``torch.save`` onto a full disk raises an
+    opaque ``RuntimeError`` (and ``torch.jit.save`` aborts the process), while a plain write
+    raises an ``OSError`` that says what happened.
+    """
+    buffer = io.BytesIO()
+    torch.save(checkpoint_dict(model, contract, meta, training), buffer)
     with atomic_path(path) as tmp:
-        torch.save(checkpoint_dict(model, contract, meta, training), tmp)
+        tmp.write_bytes(buffer.getbuffer())
     return Path(path)
 
 

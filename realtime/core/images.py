@@ -13,7 +13,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from realtime.core.errors import InvalidValue, UserError
-from realtime.core.files import atomic_path
+from realtime.core.files import output_file
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 
@@ -76,7 +76,7 @@ def resize(rgb: np.ndarray, height: int, width: int, quality: str = "high") -> n
         return cv2.resize(rgb, (width, height), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
     if quality != "high":
         raise ValueError(f"quality must be 'high' or 'fast', got {quality!r}")
-    return np.asarray(Image.fromarray(np.ascontiguousarray(rgb)).resize((width, height), Image.LANCZOS))
+    return np.array(Image.fromarray(np.ascontiguousarray(rgb)).resize((width, height), Image.LANCZOS))
 
 
 def resize_longer_side(rgb: np.ndarray, max_side: int, quality: str = "high") -> np.ndarray:
@@ -88,16 +88,39 @@ def resize_longer_side(rgb: np.ndarray, max_side: int, quality: str = "high") ->
     return resize(rgb, max(1, round(h * scale)), max(1, round(w * scale)), quality)
 
 
-def write_image(path: str | os.PathLike, rgb: np.ndarray) -> Path:
-    """Write RGB ``uint8`` ``(H, W, 3)`` atomically; the format follows the suffix (png, jpg, webp, bmp)."""
-    path = Path(path)
+def _image_format(path: Path) -> str:
     suffix = path.suffix.lower()
     if suffix not in IMAGE_SUFFIXES:
         raise UserError(f"unsupported output image type {suffix or '(none)'}; use one of {', '.join(IMAGE_SUFFIXES)}")
-    fmt = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".webp": "WEBP", ".bmp": "BMP"}[suffix]
-    with atomic_path(path) as tmp:
-        Image.fromarray(np.ascontiguousarray(rgb, dtype=np.uint8)).save(tmp, format=fmt, quality=95)
+    return {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".webp": "WEBP", ".bmp": "BMP"}[suffix]
+
+
+def encode_image(file: str | os.PathLike, rgb: np.ndarray, image_format: str) -> None:
+    """Write RGB ``uint8`` ``(H, W, 3)`` to ``file`` as it is (no temporary file) in ``image_format`` (PIL's name)."""
+    Image.fromarray(np.ascontiguousarray(rgb, dtype=np.uint8)).save(file, format=image_format, quality=95)
+
+
+def write_image(path: str | os.PathLike, rgb: np.ndarray, *, force: bool = True) -> Path:
+    """Write RGB ``uint8`` ``(H, W, 3)`` atomically; the format follows the suffix (png, jpg, webp, bmp).
+
+    ``force=False`` never replaces an existing file (:class:`~realtime.core.files.OutputExists`).
+    """
+    path = Path(path)
+    fmt = _image_format(path)
+    with output_file(path, force=force) as pending:
+        encode_image(pending.tmp, rgb, fmt)
     return path
+
+
+def write_partial_image(path: str | os.PathLike, rgb: np.ndarray) -> Path:
+    """Write an unfinished result: under ``path`` if that is free, else as ``NAME.partial.EXT``; returns where."""
+    path = Path(path)
+    fmt = _image_format(path)
+    with output_file(path, force=True) as pending:
+        pending.partial = True
+        encode_image(pending.tmp, rgb, fmt)
+    assert pending.published is not None
+    return pending.published
 
 
 def list_images(folder: str | os.PathLike, recursive: bool = True) -> list[Path]:

