@@ -74,7 +74,7 @@ def test_loss_falls_and_outputs_are_written(photos, tmp_path, capsys) -> None:
     loaded = load_model(out)
     assert loaded.training["step"] == 30 and loaded.contract.style == "mosaic.jpg"
     assert (tmp_path / "m_log" / "samples_final.png").exists()
-    assert "skipped 1 unreadable image" in capsys.readouterr().err
+    assert "skipped 1 unreadable image(s) under" in (err := capsys.readouterr().err) and "broken.jpg" in err
 
 
 def test_resume_continues_exactly(photos, tmp_path) -> None:

@@ -544,7 +544,12 @@ def train(config: JohnsonConfig, progress: bool = True, on_step: Callable[[int],
     if dist_info.is_main:
         _sample_grid(plan, val, log_dir / "samples_final.png")
         if bad_files:
-            print(f"warning: skipped {len(bad_files)} unreadable image(s) under {dataset_dir}", file=sys.stderr)
+            names = ", ".join(data.files[b].name for b in sorted(bad_files)[:5])
+            more = f" and {len(bad_files) - 5} more" if len(bad_files) > 5 else ""
+            print(
+                f"warning: skipped {len(bad_files)} unreadable image(s) under {dataset_dir}: {names}{more}",
+                file=sys.stderr,
+            )
     distributed.teardown(dist_info)
     return out_path
 
