@@ -13,6 +13,7 @@ from two_ranks import assert_same_weights, run_two_ranks
 
 from realtime.core.checkpoint import load_model
 from realtime.core.nets import TransformerNet
+from realtime.core.nets.multistyle import MultiStyleNet, style_parameters
 from train import johnson
 from train.state import seed_everything
 
@@ -146,6 +147,25 @@ def test_two_process_gloo_ddp_keeps_replicas_identical(photos, tmp_path) -> None
     seed_everything(johnson.JohnsonConfig.seed)  # what both ranks started from: trained away from it
     initial = TransformerNet.from_arch("small").state_dict()
     assert all(not torch.equal(weights[k], initial[k]) for k in ("conv1.conv2d.weight", "deconv3.conv2d.weight"))
+
+
+def test_two_process_ddp_trains_a_multi_style_net_in_step(photos, tmp_path) -> None:
+    """Two ranks, two styles: every step trains the same style on both ranks, the replicas stay identical and
+    both styles' norm rows learn (apart from each other)."""
+    out = tmp_path / "ddp_multi.pth"
+    candy = STYLE.with_name("candy.jpg")
+    args = [str(tmp_path), "--dataset", str(photos), "--style", str(STYLE), str(candy), "-o", str(out)]
+    args += ["--steps", "4", "--image-size", "32", "--batch-size", "1", "--arch", "small", "--workers", "0"]
+    args += ["--style-size", "64", "--device", "cpu", "--sample-every", "0", "--log-every", "1"]
+    result = run_two_ranks(JOHNSON_RANK, tmp_path, args)
+    assert result.returncode == 0, result.stderr[-2000:]
+    weights = assert_same_weights(tmp_path)
+    saved = load_model(out)
+    assert isinstance(saved.model, MultiStyleNet) and saved.contract.styles == ("mosaic", "candy")
+    assert saved.meta["style_stats"]["mosaic"]["steps"] == 2 and saved.meta["style_stats"]["candy"]["steps"] == 2
+    for key, value in saved.model.state_dict().items():
+        assert torch.equal(weights[key], value), key
+    assert all(not torch.equal(rows[0], rows[1]) for rows in style_parameters(saved.model))
 
 
 def test_empty_dataset_and_other_arch_resume(photos, tmp_path, capsys) -> None:
