@@ -71,7 +71,7 @@ def test_loss_falls_and_outputs_are_written(photos, tmp_path, capsys) -> None:
     rows = read_log(tmp_path / "m_log" / "log.csv")
     assert len(rows) == 30
     first, last = np.mean([r["loss"] for r in rows[:5]]), np.mean([r["loss"] for r in rows[-5:]])
-    assert last < 0.8 * first, (first, last)
+    assert last < 0.88 * first, (first, last)  # from mid-grey (train.style_nets): 0.82 measured, 1.0 if stuck
     loaded = load_model(out)
     assert loaded.training["step"] == 30 and loaded.contract.style == "mosaic.jpg"
     assert (tmp_path / "m_log" / "samples_final.png").exists()

@@ -72,7 +72,7 @@ def test_several_styles_train_one_net_one_style_per_batch(two_styles) -> None:
     assert len(rows) == 4 and all(float(r["style:mosaic"]) > 0 and float(r["style:candy"]) > 0 for r in rows)
     first, second = outputs(loaded.model, 2)  # the two styles' rows started equal and learnt apart
     assert all(not torch.equal(t[0], t[1]) for t in style_parameters(loaded.model))
-    assert (first - second).abs().mean() > 0.05 * first.abs().mean()
+    assert (first - second).abs().mean() > 2.0  # levels of 255: visibly different pictures
 
 
 def test_random_order_is_reproducible_and_visits_every_style() -> None:
@@ -159,3 +159,35 @@ def test_a_multi_style_johnson_net_starts_from_a_one_style_onnx_file(tmp_path) -
     save_checkpoint(tmp_path / "one.pth", TransformerNet.from_arch("small"), johnson_contract(name="s"))
     with pytest.raises(johnson.InvalidValue, match="starts only from a one-style net of the johnson architecture"):
         new_plan("small", [MOSAIC, CANDY], init_from=str(tmp_path / "one.pth"))
+
+
+def test_slim_nets_start_at_mid_grey_and_their_output_conv_learns_in_proportion_to_its_fan_in(photos) -> None:
+    """A fresh slim net paints grey, not black, and its 72-input output conv learns 36x faster than the rest
+    (the paper's net, 2,592 inputs, keeps one learning rate); the rule is what makes the slim preset learn
+    its colours in a few hundred steps."""
+    slim = new_plan("small", [MOSAIC, CANDY])
+    x = torch.rand(2, 3, 32, 32) * 255
+    with torch.no_grad():
+        assert abs(float(slim.model(x, torch.eye(2)[0]).mean()) - 127.5) < 20
+    groups = slim.param_groups(1e-3)
+    assert [g["lr"] for g in groups] == [1e-3, pytest.approx(36e-3)]
+    assert {id(p) for p in groups[1]["params"]} == {id(p) for p in slim.model.deconv3.conv2d.parameters()}
+    assert sum(len(g["params"]) for g in groups) == len(list(slim.model.parameters()))
+    paper = new_plan("johnson", [MOSAIC])
+    assert [g["lr"] for g in paper.param_groups(1e-3)] == [1e-3]
+    with torch.no_grad():
+        assert abs(float(paper.model(x).mean()) - 127.5) < 20
+
+
+def test_a_run_begun_with_one_learning_rate_resumes_with_one(photos, tmp_path) -> None:
+    """Checkpoints from before the output-conv rule hold one optimizer group; resuming keeps it."""
+    run = tmp_path / "old.pth"
+    assert johnson.main(args(photos, run, MOSAIC, CANDY, steps=2)) == 0
+    saved = read_checkpoint_file(run)
+    optimizer = saved["training"]["optimizer"]
+    assert len(optimizer["param_groups"]) == 2
+    every = [i for g in optimizer["param_groups"] for i in g["params"]]
+    optimizer["param_groups"] = [{**optimizer["param_groups"][0], "params": every}]
+    torch.save(saved, run)
+    assert johnson.main(["--resume", str(run), "--steps", "4", "--threads", "1"]) == 0
+    assert len(read_checkpoint_file(run)["training"]["optimizer"]["param_groups"]) == 1

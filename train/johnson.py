@@ -357,7 +357,11 @@ def train(config: JohnsonConfig, progress: bool = True, on_step: Callable[[int],
             lineage["added_styles"] = [plan.names[i] for i in plan.trained]
         stats = StyleStats(plan.start_meta.get("style_stats") if plan.rows_only else None)
     model = plan.model
-    optimizer = torch.optim.Adam(plan.parameters(), lr=config.lr)
+    groups = plan.param_groups(config.lr)
+    if config.resume and len(loaded.training["optimizer"]["param_groups"]) < len(groups):
+        log.info("the run began with one learning rate for every layer; it continues so")
+        groups = [{"params": plan.parameters(), "lr": config.lr}]
+    optimizer = torch.optim.Adam(groups)
     scaler = torch.amp.GradScaler("cuda") if config.amp == "fp16" else None
     if config.resume:
         step, bad_files, earlier_wall_time = _restore_training(config, loaded, optimizer, scaler)
