@@ -12,6 +12,7 @@ import torch
 
 from export import export_model
 from export.__main__ import main as export_main
+from export.provenance import main as provenance_main
 from realtime.backends.conditioned import ConditionedStylizer
 from realtime.backends.loader import load_stylizer
 from realtime.core.checkpoint import load_model, save_checkpoint
@@ -121,3 +122,9 @@ def test_export_checks_single_styles_then_blends() -> None:
     blends = _style_vectors(contract, 4, False, generator)
     assert blends.shape == (4, 3) and (blends > 0).all()
     torch.testing.assert_close(blends.sum(1), torch.ones(4))
+
+
+def test_the_provenance_table_names_every_style(exported, capsys) -> None:
+    assert provenance_main([str(exported)]) == 0
+    row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("| multi.onnx"))
+    assert "| multistyle fp32, fp16 weights | 3 styles: mosaic, candy, rain_princess |" in row
