@@ -9,6 +9,7 @@ import numpy as np
 import onnx
 import pytest
 import torch
+from lively_nets import lively_multistyle
 
 from export import export_model
 from export.__main__ import main as export_main
@@ -18,7 +19,7 @@ from realtime.backends.loader import load_stylizer
 from realtime.core.checkpoint import load_model, save_checkpoint
 from realtime.core.contract import multistyle_contract
 from realtime.core.nets.families import family, family_of
-from realtime.core.nets.multistyle import MultiStyleNet, style_parameters
+from realtime.core.nets.multistyle import MultiStyleNet
 from realtime.core.onnx_file import CONTRACT_KEY, STYLE_INPUT_NAME
 from realtime.core.styles import apply_style_spec, style_listing
 
@@ -26,28 +27,16 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 NAMES = ("mosaic", "candy", "rain_princess")
 
 
-def lively(n_styles: int = 3, seed: int = 0) -> MultiStyleNet:
-    """A random small-preset net whose styles differ (random norm tables) and whose output spans 0..255."""
-    torch.manual_seed(seed)
-    net = MultiStyleNet.from_arch("small", n_styles).eval()
-    with torch.no_grad():
-        for p in style_parameters(net):
-            p.add_(torch.randn_like(p) * 0.5)
-        net.deconv3.conv2d.weight.mul_(150.0)
-        net.deconv3.conv2d.bias.add_(128.0)
-    return net
-
-
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
     path = tmp_path_factory.mktemp("multi") / "multi.pth"
-    save_checkpoint(path, lively(), multistyle_contract(name="multi", styles=NAMES), {"note": "test"})
+    save_checkpoint(path, lively_multistyle(), multistyle_contract(name="multi", styles=NAMES), {"note": "test"})
     return path
 
 
 def test_registry_and_checkpoint_carry_the_style_names(checkpoint) -> None:
     owner = family("multistyle")
-    assert owner.runtime_inputs == ("image", "style") and family_of(lively()) is owner
+    assert owner.runtime_inputs == ("image", "style") and family_of(lively_multistyle()) is owner
     loaded = load_model(checkpoint)
     assert isinstance(loaded.model, MultiStyleNet) and loaded.model.n_styles == 3
     assert loaded.contract.family == "multistyle" and loaded.contract.styles == NAMES
@@ -70,7 +59,7 @@ def test_export_writes_a_two_input_onnx_checked_for_a_style_and_a_blend(checkpoi
     style_dims = [d.dim_param or d.dim_value for d in model.graph.input[1].type.tensor_type.shape.dim]
     assert style_dims == ["batch", 3]
     # one InstanceNormalization per conditional norm: the blend is folded into its scale and bias
-    norms = len(lively().norms())
+    norms = len(lively_multistyle().norms())
     assert sum(n.op_type == "InstanceNormalization" for n in model.graph.node) == norms
     meta = {p.key: p.value for p in model.metadata_props}
     assert json.loads(meta[CONTRACT_KEY])["styles"] == list(NAMES)

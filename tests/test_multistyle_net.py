@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from lively_nets import lively_multistyle
 
 from realtime.core.nets import TransformerNet
 from realtime.core.nets.multistyle import (
@@ -23,18 +24,6 @@ from realtime.core.nets.multistyle import (
 )
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-
-def lively(arch: str = "small", n_styles: int = 3, seed: int = 0) -> MultiStyleNet:
-    """A random net whose styles differ (random norm tables) and whose output spans 0..255."""
-    torch.manual_seed(seed)
-    net = MultiStyleNet.from_arch(arch, n_styles).eval()
-    with torch.no_grad():
-        for p in style_parameters(net):
-            p.add_(torch.randn_like(p) * 0.5)
-        net.deconv3.conv2d.weight.mul_(150.0)
-        net.deconv3.conv2d.bias.add_(128.0)
-    return net
 
 
 def one_style_copy(net: MultiStyleNet, rows: torch.Tensor) -> MultiStyleNet:
@@ -66,7 +55,7 @@ def test_shapes_for_presets_and_weight_layouts() -> None:
 
 
 def test_arch_kwargs_rebuild_the_same_net() -> None:
-    net = lively()
+    net = lively_multistyle()
     kwargs = net.arch_kwargs()
     assert kwargs["n_styles"] == 3 and kwargs["residual"] == "separable"
     json.dumps(kwargs)  # plain data, storable in a weights_only checkpoint
@@ -98,7 +87,7 @@ def test_conditional_norm_blend_is_the_hand_computed_mean_of_parameters() -> Non
 
 
 def test_one_hot_selects_a_style_and_half_half_uses_mean_parameters() -> None:
-    net = lively(n_styles=2)
+    net = lively_multistyle(n_styles=2)
     x = torch.rand(1, 3, 32, 36) * 255
     with torch.no_grad():
         style0 = net(x, torch.tensor([1.0, 0.0]))
@@ -112,7 +101,7 @@ def test_one_hot_selects_a_style_and_half_half_uses_mean_parameters() -> None:
 
 
 def test_per_image_weights_equal_separate_runs() -> None:
-    net = lively(n_styles=3)
+    net = lively_multistyle(n_styles=3)
     x = torch.rand(2, 3, 24, 28) * 255
     weights = torch.tensor([[1.0, 0.0, 0.0], [0.2, 0.3, 0.5]])
     with torch.no_grad():
@@ -122,7 +111,7 @@ def test_per_image_weights_equal_separate_runs() -> None:
 
 
 def test_add_styles_keeps_old_styles_bit_identical() -> None:
-    net = lively(n_styles=2)
+    net = lively_multistyle(n_styles=2)
     bigger = add_styles(net, 3).eval()
     assert bigger.n_styles == 5
     x = torch.rand(1, 3, 28, 32) * 255
@@ -137,7 +126,7 @@ def test_add_styles_keeps_old_styles_bit_identical() -> None:
 
 
 def test_freeze_rows_zeroes_old_styles_gradients() -> None:
-    net = add_styles(lively(n_styles=2), 1).train()
+    net = add_styles(lively_multistyle(n_styles=2), 1).train()
     handles = freeze_rows(net, range(2))
     net(torch.rand(1, 3, 16, 16) * 255, torch.tensor([0.3, 0.3, 0.4])).mean().backward()
     for p in style_parameters(net):
