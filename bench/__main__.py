@@ -20,6 +20,7 @@ BENCHMARKS = {
     "serve": ("bench.serve", "nst-serve under load: per-client fps and latency, throughput vs nst-video"),
     "quality": ("bench.quality", "style and content distances of the shipped models; README gallery"),
     "gpu": ("bench.gpu", "GPU runtime: model per setting, nst-video, --stabilize, .onnx, live latency, startup"),
+    "multistyle-arch": ("bench.multistyle_arch", "multi-style net variants vs the peer's 26-style net on ORT CPU"),
     "arbitrary": ("bench.arbitrary", "arbitrary-style family vs the peer's 384 path: ms/frame, the g key, compile"),
 }
 

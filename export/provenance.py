@@ -49,7 +49,7 @@ def describe(path: Path) -> dict[str, str]:
         "sha256": sha256_of(path),
         "family": contract.get("family", ""),
         "precision": data["precision"],
-        "style": contract.get("style", ""),
+        "style": contract.get("style") or _styles(contract.get("styles") or []),
         "steps": str(steps),
         "image_size": str(size),
         "batch": str(config.get("batch_size", "")),
@@ -57,6 +57,11 @@ def describe(path: Path) -> dict[str, str]:
         "wall": f"{wall / 60:.0f} min" if wall else "",
         "command": command,
     }
+
+
+def _styles(names: Sequence[str]) -> str:
+    """A multi-style file's styles for the table: ``"3 styles: a, b, c"``."""
+    return f"{len(names)} styles: {', '.join(names)}" if names else ""
 
 
 @cli_entry

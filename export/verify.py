@@ -3,7 +3,9 @@
 The exported file (ONNX through onnxruntime on CPU, TorchScript through ``torch.jit.load``)
 and the eager float32 model both run on the same random inputs, drawn uniformly from the
 contract's value range (noise is a harder case than photographs: larger activations), plus a
-random style vector in 0..1 for a conditioned net. Both outputs are clamped to the value
+style vector for a conditioned net: for a net with named styles (multi-style) one style per
+sample at the first size and a random blend (weights summing to 1) at the others, else a random
+vector in 0..1 (an embedding). Both outputs are clamped to the value
 range, as the runtime does, and compared. Errors are reported in output units and in levels
 of 255 (one level = one step of an 8-bit pixel).
 """
@@ -73,6 +75,17 @@ def _runner(path: Path) -> Callable[..., np.ndarray]:
     return run
 
 
+def _style_vectors(contract: IOContract, batch: int, first: bool, generator: torch.Generator) -> torch.Tensor:
+    """``(batch, D)`` style vectors: single styles (``first``) or convex blends for named styles, else noise."""
+    dim = contract.condition_dim
+    if not contract.styles:
+        return torch.rand(batch, dim, generator=generator)
+    if first:  # one style each: 0, 1, …
+        return torch.eye(dim)[[i % dim for i in range(batch)]]
+    weights = torch.rand(batch, dim, generator=generator) + 1e-3
+    return weights / weights.sum(dim=1, keepdim=True)
+
+
 def verify_export(
     path: str | Path,
     reference: nn.Module,
@@ -96,8 +109,8 @@ def verify_export(
     for batch, height, width in shapes:
         x = torch.rand(batch, 3, height, width, generator=generator) * (hi - lo) + lo
         inputs = (x,)
-        if contract.condition_dim:  # a conditioned net: a random style vector per sample
-            inputs += (torch.rand(batch, contract.condition_dim, generator=generator),)
+        if contract.condition_dim:  # a conditioned net: a style vector per sample
+            inputs += (_style_vectors(contract, batch, first=not checks, generator=generator),)
         with torch.inference_mode():
             expected = reference(*inputs).clamp(lo, hi).numpy()
         try:

@@ -37,7 +37,7 @@ def make_data(root: Path) -> Path:
 
 def test_every_command_line_parses_with_the_trainers_current_flags(tmp_path):
     settings = RunSettings(data=tmp_path, out=tmp_path / "out", style_weights={"candy": 12.0})
-    johnson, cyclegan, notes = make_plan(settings, cyclegan_seconds=300)
+    johnson, cyclegan = make_plan(settings, cyclegan_seconds=300)
     assert [j.name for j in johnson][:6] == [n for n, *_ in gpu_plan.SINGLE_STYLE]
     for job in johnson:
         args = johnson_parser().parse_args(job.argv)
@@ -49,39 +49,19 @@ def test_every_command_line_parses_with_the_trainers_current_flags(tmp_path):
     assert (args.image_size, args.ngf, args.n_blocks, args.batch_size, args.lr_scaling) == (128, 32, 6, 4, "sqrt")
     assert args.preload and args.time_limit == 300 and args.epochs >= 1
     assert set(cyclegan.outputs) == {"horse2zebra", "zebra2horse"}
-    # what the plan adds or leaves out follows what train.johnson takes today
-    several = gpu_plan.johnson_takes_several_styles()
-    assert any(j.name == "multistyle" for j in johnson) == several == (not any("multistyle" in n for n in notes))
     assert "--style-layer-weights" not in johnson[0].argv  # equal weights unless asked for
 
 
-def test_multi_style_nets_and_layer_weights_join_once_the_trainer_takes_them(tmp_path, monkeypatch):
-    monkeypatch.setattr(gpu_plan, "johnson_takes_several_styles", lambda: True)
-    monkeypatch.setattr(gpu_plan, "johnson_takes_layer_weights", lambda: True)
-    johnson, _, notes = make_plan(RunSettings(data=tmp_path, out=tmp_path, style_layer_weights="relu1_1=4"), 100)
+def test_the_multi_style_nets_learn_every_bundled_style_and_layer_weights_reach_every_job(tmp_path):
+    johnson, _ = make_plan(RunSettings(data=tmp_path, out=tmp_path, style_layer_weights="relu1_1=4"), 100)
     multi = {j.name: j for j in johnson if j.name.startswith("multistyle")}
-    assert set(multi) == {"multistyle", "multistyle_small"} and not notes
+    assert set(multi) == {"multistyle", "multistyle_small"}
+    assert all(johnson_parser().parse_args(j.argv).style_layer_weights == "relu1_1=4" for j in johnson)
     assert all(j.argv[j.argv.index("--style-layer-weights") + 1] == "relu1_1=4" for j in johnson)
     styles = multi["multistyle"].argv[multi["multistyle"].argv.index("--style") + 1 :]
     styles = styles[: styles.index("-o")]
     assert sorted(Path(s).name for s in styles) == sorted(p.name for p in gpu_plan.STYLES.glob("*.jpg"))
     assert multi["multistyle_small"].argv[multi["multistyle_small"].argv.index("--arch") + 1] == "small"
-
-
-def test_the_capability_check_reads_the_style_flag(monkeypatch):
-    import argparse
-
-    import train.johnson
-
-    one = argparse.ArgumentParser()
-    one.add_argument("--style")
-    monkeypatch.setattr(train.johnson, "build_parser", lambda: one)
-    assert gpu_plan.johnson_takes_several_styles() is False and gpu_plan.johnson_takes_layer_weights() is False
-    several = argparse.ArgumentParser()
-    several.add_argument("--style", nargs="+")
-    several.add_argument("--style-layer-weights")
-    monkeypatch.setattr(train.johnson, "build_parser", lambda: several)
-    assert gpu_plan.johnson_takes_several_styles() is True and gpu_plan.johnson_takes_layer_weights() is True
 
 
 def test_schedule_fits_the_window_and_settings_parse():
@@ -181,9 +161,3 @@ def test_the_shell_entry_point_reaches_the_command(tmp_path):
     env = {**os.environ, "PYTHON": sys.executable, "NST_GPU_DATA": str(tmp_path / "nothing")}
     done = subprocess.run(["bash", str(script)], capture_output=True, text=True, env=env, timeout=120)
     assert done.returncode == 2 and done.stderr.strip().startswith("error: --data") and "photos/" in done.stderr
-
-
-def test_layer_weights_asked_for_but_not_taken_are_noted(tmp_path, monkeypatch):
-    monkeypatch.setattr(gpu_plan, "johnson_takes_layer_weights", lambda: False)
-    johnson, _, notes = make_plan(RunSettings(data=tmp_path, out=tmp_path, style_layer_weights="relu1_1=4"), 100)
-    assert "--style-layer-weights" not in johnson[0].argv and any("relu1_1=4 not used" in n for n in notes)

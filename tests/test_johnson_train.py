@@ -12,6 +12,8 @@ from PIL import Image
 from two_ranks import assert_same_weights, run_two_ranks
 
 from realtime.core.checkpoint import load_model
+from realtime.core.nets import TransformerNet
+from realtime.core.nets.multistyle import MultiStyleNet, style_parameters
 from train import johnson
 from train.state import seed_everything
 
@@ -69,11 +71,11 @@ def test_loss_falls_and_outputs_are_written(photos, tmp_path, capsys) -> None:
     rows = read_log(tmp_path / "m_log" / "log.csv")
     assert len(rows) == 30
     first, last = np.mean([r["loss"] for r in rows[:5]]), np.mean([r["loss"] for r in rows[-5:]])
-    assert last < 0.8 * first, (first, last)
+    assert last < 0.88 * first, (first, last)  # from mid-grey (train.style_nets): 0.82 measured, 1.0 if stuck
     loaded = load_model(out)
     assert loaded.training["step"] == 30 and loaded.contract.style == "mosaic.jpg"
     assert (tmp_path / "m_log" / "samples_final.png").exists()
-    assert "skipped 1 unreadable image" in capsys.readouterr().err
+    assert "skipped 1 unreadable image(s) under" in (err := capsys.readouterr().err) and "broken.jpg" in err
 
 
 def test_resume_continues_exactly(photos, tmp_path) -> None:
@@ -143,8 +145,27 @@ def test_two_process_gloo_ddp_keeps_replicas_identical(photos, tmp_path) -> None
     for key, value in saved.model.state_dict().items():
         assert torch.equal(weights[key], value), key
     seed_everything(johnson.JohnsonConfig.seed)  # what both ranks started from: trained away from it
-    initial = johnson.TransformerNet.from_arch("small").state_dict()
+    initial = TransformerNet.from_arch("small").state_dict()
     assert all(not torch.equal(weights[k], initial[k]) for k in ("conv1.conv2d.weight", "deconv3.conv2d.weight"))
+
+
+def test_two_process_ddp_trains_a_multi_style_net_in_step(photos, tmp_path) -> None:
+    """Two ranks, two styles: every step trains the same style on both ranks, the replicas stay identical and
+    both styles' norm rows learn (apart from each other)."""
+    out = tmp_path / "ddp_multi.pth"
+    candy = STYLE.with_name("candy.jpg")
+    args = [str(tmp_path), "--dataset", str(photos), "--style", str(STYLE), str(candy), "-o", str(out)]
+    args += ["--steps", "4", "--image-size", "32", "--batch-size", "1", "--arch", "small", "--workers", "0"]
+    args += ["--style-size", "64", "--device", "cpu", "--sample-every", "0", "--log-every", "1"]
+    result = run_two_ranks(JOHNSON_RANK, tmp_path, args)
+    assert result.returncode == 0, result.stderr[-2000:]
+    weights = assert_same_weights(tmp_path)
+    saved = load_model(out)
+    assert isinstance(saved.model, MultiStyleNet) and saved.contract.styles == ("mosaic", "candy")
+    assert saved.meta["style_stats"]["mosaic"]["steps"] == 2 and saved.meta["style_stats"]["candy"]["steps"] == 2
+    for key, value in saved.model.state_dict().items():
+        assert torch.equal(weights[key], value), key
+    assert all(not torch.equal(rows[0], rows[1]) for rows in style_parameters(saved.model))
 
 
 def test_empty_dataset_and_other_arch_resume(photos, tmp_path, capsys) -> None:

@@ -83,3 +83,48 @@ def test_camera_style_keys_cross_fade_without_stalling():
     levels = [int(f[0, 0, 0]) for f in sink]
     assert levels[-1] == 140 and len(set(levels)) >= 3  # red (120) -> green (140) through blends
     assert levels == sorted(levels)
+
+
+def test_contact_sheet_shows_every_style_labelled(tmp_path, monkeypatch, capsys):
+    install_fake_models(monkeypatch, lambda m: TintStylizer())
+    photo, sheet = tmp_path / "p.png", tmp_path / "sheet.png"
+    write_image(photo, np.full((30, 40, 3), 100, np.uint8))
+    assert still.main(["--model", "tint", "--content", str(photo), "--contact-sheet", str(sheet)]) == 0
+    image = read_image(sheet).astype(int)
+    # photo, red, green, blue: two rows of two 40x30 tiles (6 px gaps), each over its label band
+    rows = [y for y in range(image.shape[0]) if (image[y, 6:46] == image[y, 6, 0]).all() and image[y, 6, 0] >= 100]
+    assert image.shape[1] == 3 * 6 + 2 * 40 and len(rows) == 60
+    tiles = [
+        image[rows[0] + 5, 6 + 20],
+        image[rows[0] + 5, 52 + 20],
+        image[rows[30] + 5, 6 + 20],
+        image[rows[30] + 5, 52 + 20],
+    ]
+    assert [int(t[0]) for t in tiles] == [100, 120, 140, 160]
+    band = image[rows[29] + 1 : rows[30] - 6, 6:46]
+    assert band.max() > 200 and np.median(band) < 60  # white text on the dark band under the first tile
+    picked = tmp_path / "picked.png"
+    argv = [
+        "--model",
+        "tint",
+        "--content",
+        str(photo),
+        "--contact-sheet",
+        str(picked),
+        "--style",
+        "blue",
+        "red:1,blue:1",
+    ]
+    assert still.main([*argv, "--columns", "3"]) == 0
+    image = read_image(picked).astype(int)
+    assert image.shape[1] == 4 * 6 + 3 * 40 and [int(image[12, 26 + 46 * i, 0]) for i in range(3)] == [100, 160, 140]
+
+
+def test_contact_sheet_of_a_one_style_model_is_one_line(tmp_path, monkeypatch, capsys):
+    install_fake_models(monkeypatch, lambda m: IdentityStylizer())
+    photo, sheet = tmp_path / "p.png", tmp_path / "sheet.png"
+    write_image(photo, np.full((16, 20, 3), 100, np.uint8))
+    assert still.main(["--model", "mosaic", "--content", str(photo), "--contact-sheet", str(sheet)]) == 2
+    assert "--style does not apply to model 'mosaic'" in capsys.readouterr().err and not sheet.exists()
+    assert still.main(["--model", "mosaic", "--content", str(photo), "--contact-sheet", str(sheet), "-o", "x.png"]) == 2
+    assert "--contact-sheet is the output; leave out --output" in capsys.readouterr().err

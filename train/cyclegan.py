@@ -15,7 +15,6 @@ A -> B checkpoint plus a ``training`` dict with everything else), ``logs/log.csv
 from __future__ import annotations
 
 import argparse
-import copy
 import dataclasses
 import logging
 import signal
@@ -47,6 +46,7 @@ from train.cyclegan_model import (
 )
 from train.data import default_data_root
 from train.runlog import RunLog, recorded_command, save_grid, to_uint8_images
+from train.settings import given_settings
 from train.state import restore_rng, seed_everything
 from train.unpaired import DATASETS, EpochBatchSampler, PreloadedDomains, UnpairedDataset, resolve_dataset
 
@@ -432,15 +432,6 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--log-dir", help="CSV/TensorBoard folder (default: OUTPUT/logs)")
     r.add_argument("--no-progress", action="store_true", help="no progress bars")
     return p
-
-
-def given_settings(parser: argparse.ArgumentParser, argv: Sequence[str]) -> set[str]:
-    """The destinations of the options ``argv`` sets explicitly (the others take their defaults)."""
-    probe = copy.deepcopy(parser)
-    for action in probe._actions:
-        action.default = argparse.SUPPRESS
-        action.required = False
-    return set(vars(probe.parse_args(argv)))
 
 
 @cli_entry

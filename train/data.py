@@ -61,8 +61,9 @@ class Augment:
 class ImageFolder(Dataset):
     """Every photo under ``root`` (recursive; jpg/png/webp/bmp), augmented to ``(3, S, S)`` RGB 0..255.
 
-    ``__getitem__`` returns ``(image, bad_index)`` where ``bad_index`` is -1, or the index of an
-    unreadable file that was replaced by the next readable one.
+    ``__getitem__`` takes an index, or an ``(epoch, index)`` key (the augmentation draw of that
+    epoch, for loaders whose workers outlive an epoch), and returns ``(image, bad_index)`` where
+    ``bad_index`` is -1, or the index of an unreadable file that was replaced by the next readable one.
     """
 
     def __init__(self, root: str | Path, augment: Augment, seed: int = 0) -> None:
@@ -83,16 +84,17 @@ class ImageFolder(Dataset):
         """Change the augmentation draw per epoch, reproducibly."""
         self.epoch = epoch
 
-    def _load(self, index: int) -> torch.Tensor:
-        rng = random.Random(hash((self.seed, self.epoch, index)))
+    def _load(self, index: int, epoch: int | None = None) -> torch.Tensor:
+        rng = random.Random(hash((self.seed, self.epoch if epoch is None else epoch, index)))
         with Image.open(self.files[index]) as img:
             img.draft("RGB", (self.augment.size * 2, self.augment.size * 2))  # fast JPEG downscale
             img = Image.fromarray(pil_to_rgb(img))
         arr = np.asarray(self.augment(img, rng), dtype=np.float32)
         return torch.from_numpy(arr).permute(2, 0, 1).contiguous()
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        return first_readable(len(self.files), index, self._load, self.root)
+    def __getitem__(self, key: int | tuple[int, int]) -> tuple[torch.Tensor, int]:
+        epoch, index = key if isinstance(key, tuple) else (None, key)
+        return first_readable(len(self.files), index, lambda i: self._load(i, epoch), self.root)
 
 
 def first_readable(count: int, index: int, load: Callable[[int], T], where: Path) -> tuple[T, int]:

@@ -8,8 +8,7 @@ kernels, so several fill it):
 * the five single-style Johnson nets and ``mosaic_small`` (``python -m train.johnson``, 256 px,
   bf16, channels_last), each for its share of the time, then stopped with Ctrl-C, which makes the
   trainer save its checkpoint;
-* ``multistyle`` and ``multistyle_small`` on every bundled style, as soon as ``train.johnson``
-  takes several ``--style`` images (:func:`train.gpu_plan.johnson_takes_several_styles`);
+* ``multistyle`` and ``multistyle_small`` (one net each for every bundled style);
 * horse2zebra / zebra2horse (``python -m train.cyclegan``, 128 px, ngf 32, 6 blocks, batch 4,
   preloaded on the GPU) for the whole window, its lr schedule fitted to it, stopped by its own
   ``--time-limit`` with a resumable ``state.pth`` (``--cyclegan-resume`` continues one);
@@ -250,19 +249,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     probe_end = start + args.minutes * 60
     try:
-        johnson, cyclegan, notes = make_plan(settings, 0.0)
+        johnson, cyclegan = make_plan(settings, 0.0)
     except ValueError as exc:
         raise UserError(f"--only: {exc}") from None
     n_models = len(johnson) + (2 if cyclegan else 0)
     window_end = probe_end - reserve_seconds(n_models, args.tiny)
     if window_end - time.time() < 60 and not args.tiny:
         raise UserError(f"--minutes {args.minutes} leaves no time to train after exporting {n_models} models")
-    johnson, cyclegan, notes = make_plan(settings, window_end - time.time() - 30)  # 30 s: start-up and saving
+    johnson, cyclegan = make_plan(settings, window_end - time.time() - 30)  # 30 s: start-up and saving
     log.info("training until +%.0f s, then exporting %d models", window_end - start, n_models)
     outcomes = Runner(settings, args.parallel, window_end).run(johnson, cyclegan)
     export_all(outcomes, settings.out, parallel=2 if args.tiny else 4)
     figures = [job_figures(o) for o in outcomes]
-    summary = write_summary(settings.out, figures, notes, environment(), time.time() - start)
+    summary = write_summary(settings.out, figures, environment(), time.time() - start)
     print(summary.read_text())
     if args.bundle:
         files = bundle(settings.out, Path(args.bundle))

@@ -1,12 +1,11 @@
 """What one GPU run trains, with which command lines and how much of the time each gets.
 
 :func:`make_plan` turns the run's settings (:class:`RunSettings`) into :class:`Job` s: the five
-single-style Johnson nets and ``mosaic_small``, the multi-style nets when ``train.johnson`` takes
-several ``--style`` images (:func:`johnson_takes_several_styles`), and the horse2zebra / zebra2horse
-CycleGAN pair. Every command line uses the trainers' current flags only. Johnson jobs share their
-slots by ``share`` (a job gets its share of the slot time left when it starts, and is stopped with
-Ctrl-C when that is spent: the trainers save a resumable checkpoint on Ctrl-C); CycleGAN takes one
-slot for the whole window and stops itself by ``--time-limit``.
+single-style Johnson nets and ``mosaic_small``, the two multi-style nets (every bundled style), and
+the horse2zebra / zebra2horse CycleGAN pair. Every command line uses the trainers' current flags
+only. Johnson jobs share their slots by ``share`` (a job gets its share of the slot time left when
+it starts, and is stopped with Ctrl-C when that is spent: the trainers save a resumable checkpoint
+on Ctrl-C); CycleGAN takes one slot for the whole window and stops itself by ``--time-limit``.
 """
 
 from __future__ import annotations
@@ -17,8 +16,6 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-
-from train import johnson
 
 REPO = Path(__file__).resolve().parents[1]
 STYLES = REPO / "samples" / "styles"
@@ -32,7 +29,7 @@ SINGLE_STYLE = (
     ("starry_night", "starry_night.jpg", "johnson", 1.0),
     ("mosaic_small", "mosaic.jpg", "small", 0.6),
 )
-# (model name, --arch, time share): one net for every bundled style, once train.johnson can do it.
+# (model name, --arch, time share): one net for every bundled style.
 MULTI_STYLE = (("multistyle", "johnson", 3.0), ("multistyle_small", "small", 2.0))
 CYCLEGAN_NAME = "horse2zebra"  # the pair: horse2zebra and zebra2horse
 
@@ -77,23 +74,6 @@ class RunSettings:
 DEFAULT_STYLE_WEIGHT = 8.0  # what the shipped CPU runs settled on (scale-free loss: about the same on a GPU)
 
 
-def johnson_flags() -> dict[str, argparse.Action]:
-    """``train.johnson``'s command-line options, by option string (read from its parser, nothing runs)."""
-    return {flag: action for action in johnson.build_parser()._actions for flag in action.option_strings}
-
-
-def johnson_takes_several_styles() -> bool:
-    """Whether ``train.johnson``'s ``--style`` accepts more than one image (the multi-style trainer)."""
-    action = johnson_flags().get("--style")
-    nargs = action.nargs if action is not None else None
-    return nargs in ("+", "*") or (isinstance(nargs, int) and nargs > 1)
-
-
-def johnson_takes_layer_weights() -> bool:
-    """Whether ``train.johnson`` has ``--style-layer-weights`` (the palette weighting of the one loss)."""
-    return "--style-layer-weights" in johnson_flags()
-
-
 def _johnson(name: str, styles: Sequence[str], arch: str, share: float, s: RunSettings) -> Job:
     checkpoint = s.out / "checkpoints" / f"{name}.pth"
     log_dir = s.out / "logs" / name
@@ -136,7 +116,7 @@ def _johnson(name: str, styles: Sequence[str], arch: str, share: float, s: RunSe
     ]
     if not s.tiny and s.device != "cpu":
         argv += ["--amp", "bf16", "--channels-last"]
-    if s.style_layer_weights is not None and johnson_takes_layer_weights():
+    if s.style_layer_weights is not None:
         argv += ["--style-layer-weights", s.style_layer_weights]
     return Job(name, "train.johnson", argv, {name: checkpoint}, share, log_dir)
 
@@ -177,22 +157,11 @@ def _cyclegan(s: RunSettings, seconds: float) -> Job:
     return Job(CYCLEGAN_NAME, "train.cyclegan", argv, outputs, 0.0, out / "logs")
 
 
-def make_plan(s: RunSettings, cyclegan_seconds: float) -> tuple[list[Job], Job | None, list[str]]:
-    """``(johnson_jobs, cyclegan_job, notes)`` for the run; ``notes`` say what was left out and why."""
-    notes: list[str] = []
+def make_plan(s: RunSettings, cyclegan_seconds: float) -> tuple[list[Job], Job | None]:
+    """``(johnson_jobs, cyclegan_job)`` for the run (``--only`` may leave either out)."""
     johnson = [_johnson(name, [style], arch, share, s) for name, style, arch, share in SINGLE_STYLE]
-    if johnson_takes_several_styles():
-        every = sorted(p.name for p in STYLES.glob("*.jpg"))
-        johnson += [_johnson(name, every, arch, share, s) for name, arch, share in MULTI_STYLE]
-    else:
-        notes.append(
-            "multistyle, multistyle_small: not trained, train.johnson takes one --style image here "
-            "(they join this run by themselves once it takes several)"
-        )
-    if s.style_layer_weights is not None and not johnson_takes_layer_weights():
-        notes.append(
-            f"style layer weights {s.style_layer_weights} not used: train.johnson has no --style-layer-weights yet"
-        )
+    every = sorted(p.name for p in STYLES.glob("*.jpg"))
+    johnson += [_johnson(name, every, arch, share, s) for name, arch, share in MULTI_STYLE]
     cyclegan: Job | None = _cyclegan(s, cyclegan_seconds)
     if s.only:
         known = [j.name for j in johnson] + [CYCLEGAN_NAME]
@@ -201,7 +170,7 @@ def make_plan(s: RunSettings, cyclegan_seconds: float) -> tuple[list[Job], Job |
             raise ValueError(f"unknown job(s) {', '.join(unknown)}; known: {', '.join(known)}")
         johnson = [j for j in johnson if j.name in s.only]
         cyclegan = cyclegan if CYCLEGAN_NAME in s.only else None
-    return johnson, cyclegan, notes
+    return johnson, cyclegan
 
 
 def command_line(job: Job) -> list[str]:

@@ -123,10 +123,10 @@ def environment() -> dict[str, str]:
     }
 
 
-def write_summary(out: Path, figures: list[dict], notes: list[str], env: dict[str, str], wall: float) -> Path:
+def write_summary(out: Path, figures: list[dict], env: dict[str, str], wall: float) -> Path:
     """``out/summary.md`` (a table to read) and ``out/summary.json`` (everything)."""
     (out / "summary.json").write_text(
-        json.dumps({"environment": env, "wall_s": round(wall, 1), "jobs": figures, "notes": notes}, indent=2)
+        json.dumps({"environment": env, "wall_s": round(wall, 1), "jobs": figures}, indent=2)
     )
     lines = [
         f"# GPU training run: {env['gpu']}, torch {env['torch']}, {wall / 60:.1f} min wall",
@@ -145,8 +145,6 @@ def write_summary(out: Path, figures: list[dict], notes: list[str], env: dict[st
     problems = [f"- {f['name']}: {e}" for f in figures for e in f["errors"]]
     if problems:
         lines += ["", "Problems:", "", *problems]
-    if notes:
-        lines += ["", "Notes:", "", *[f"- {n}" for n in notes]]
     path = out / "summary.md"
     path.write_text("\n".join(lines) + "\n")
     return path

@@ -33,6 +33,11 @@ def recorded_command(module: str, argv: Sequence[str], root: Path | None = None)
     return shlex.join(["python", "-m", module, *words])
 
 
+def portable_path(path: str, root: Path | None = None) -> str:
+    """``path`` as provenance records it: relative to ``root`` (default: the current folder), else ``<name>``."""
+    return _portable(path, (root or Path.cwd()).resolve()) if Path(path).is_absolute() else path
+
+
 def _portable(word: str, root: Path) -> str:
     if not word.startswith(("/", "~")):
         return word

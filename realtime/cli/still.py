@@ -50,7 +50,7 @@ GATYS_FLAGS = (
     "lr",
     "seed",
 )
-MODEL_FLAGS = ("model", "strength", "provider", "input_range", "max_memory")
+MODEL_FLAGS = ("model", "strength", "provider", "input_range", "max_memory", "contact_sheet", "columns")
 
 EPILOG = """examples:
   # Gatys et al.: 300 L-BFGS steps at 512 px (CUDA when present)
@@ -71,6 +71,10 @@ EPILOG = """examples:
   # any picture as the style, at the photo's full resolution (Magenta's arbitrary-style nets), or a blend
   python -m realtime.still --model arbitrary --style painting.jpg --content photo.jpg -o out.png
   python -m realtime.still --model arbitrary --style a.jpg:0.7,b.jpg:0.3 --content photo.jpg -o out.png
+
+  # a multi-style model: one style, a blend, or every style side by side on one contact sheet
+  python -m realtime.still --model multistyle --style mosaic:0.5,candy:0.5 --content photo.jpg -o blend.png
+  python -m realtime.still --model multistyle --content photo.jpg --contact-sheet sheet.jpg --size 256
 
 gatys losses are scale-free: content = ||F-Fc||^2/||Fc||^2 on relu4_2; style = the mean over
 relu1_1..relu5_1 of ||G-Gs||^2/||Gs||^2 (Gram matrices); tv = mean |pixel step| on 0..1 pixels.
@@ -178,6 +182,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     m = p.add_argument_group("johnson / cyclegan")
     m.add_argument("--list-styles", action="store_true", help="print the styles of --model (multi-style) and exit")
+    m.add_argument(
+        "--contact-sheet",
+        metavar="IMAGE",
+        help="instead of --output: the photo in every style of --model (multi-style), labelled, in one image; "
+        "--style picks the tiles (names or blends)",
+    )
+    m.add_argument("--columns", type=int, metavar="N", help="tiles per row of --contact-sheet (default: square)")
     m.add_argument("--list-models", action=ListModelsAction)
     m.add_argument("--model", metavar="PATH|NAME", help="checkpoint, TorchScript or ONNX file, or a model name")
     m.add_argument(
@@ -418,6 +429,41 @@ def run_model(args: argparse.Namespace, method: str) -> np.ndarray:
             bar.close()
 
 
+def run_contact_sheet(args: argparse.Namespace) -> np.ndarray:
+    """``--contact-sheet``: the content through every style of ``--model`` (or each ``--style`` spec), labelled."""
+    # Lazy: the backends import torch; OMP_WAIT_POLICY must be set before that (see main).
+    from realtime.backends.loader import load_stylizer  # noqa: PLC0415
+    from realtime.contact_sheet import contact_sheet, sheet_styles  # noqa: PLC0415
+    from realtime.core.devices import resolve_device  # noqa: PLC0415
+    from realtime.core.images import resize_longer_side  # noqa: PLC0415
+    from realtime.model_still import stylize_image  # noqa: PLC0415
+    from realtime.stages import check_strength  # noqa: PLC0415
+
+    if args.columns is not None and args.columns < 1:
+        raise UserError(f"--columns must be at least 1, got {args.columns}")
+    strength = check_strength(args.strength if args.strength is not None else 1.0)
+    device = str(resolve_device(args.device))
+    stylizer = load_stylizer(
+        args.model, device=device, provider=args.provider, input_range=args.input_range, compile=False
+    )
+    specs = sheet_styles(stylizer, args.style, args.model)
+    photo = read_image(args.content)
+    photo = np.ascontiguousarray(resize_longer_side(photo, args.size)) if args.size else photo
+    bar = tqdm(total=len(specs), desc="contact sheet", unit="style", dynamic_ncols=True)
+
+    def render(spec: str) -> np.ndarray:
+        styled = stylize_image(
+            photo, args.model, strength=strength, preserve_color=args.preserve_color, style=spec, stylizer=stylizer
+        )
+        bar.update(1)
+        return styled
+
+    try:
+        return contact_sheet(photo, specs, render, args.columns)
+    finally:
+        bar.close()
+
+
 def list_styles(args: argparse.Namespace) -> int:
     """``--list-styles``: load ``--model`` and print its style names, one per line."""
     if not args.model:
@@ -436,17 +482,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(attach_dash_values(sys.argv[1:] if argv is None else list(argv)))
     if args.list_styles:
         return list_styles(args)
+    if args.contact_sheet and args.output:
+        raise UserError("--contact-sheet is the output; leave out --output")
+    args.output = args.output or args.contact_sheet
     for flag, value in (("--content", args.content), ("--output", args.output)):
         if not value:
             raise UserError(f"{flag} is required (see --help)")
     method = resolve_method(args)
+    if args.contact_sheet and not args.model:
+        raise UserError("--contact-sheet needs --model (a multi-style model)")
     inputs = [args.content, *(args.style or [])] if method == "gatys" else [args.content]
     if args.model and Path(args.model).exists():
         inputs.append(args.model)
     check_common(args, inputs)
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # read when torch loads, just below
     start = time.perf_counter()
-    result = run_gatys(args) if method == "gatys" else run_model(args, method)
+    if args.contact_sheet:
+        result = run_contact_sheet(args)
+    else:
+        result = run_gatys(args) if method == "gatys" else run_model(args, method)
     write_image(args.output, result, force=args.force)
     print(f"wrote {args.output} ({result.shape[1]}x{result.shape[0]}) in {time.perf_counter() - start:.1f} s")
     return 0

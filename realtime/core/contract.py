@@ -14,6 +14,7 @@ from typing import Any
 JOHNSON = "johnson"
 CYCLEGAN = "cyclegan"
 ARBITRARY = "arbitrary"
+MULTISTYLE = "multistyle"
 
 RANGE_0_255 = (0.0, 255.0)
 RANGE_MINUS1_1 = (-1.0, 1.0)
@@ -84,6 +85,15 @@ def johnson_contract(**extra: Any) -> IOContract:
 def cyclegan_contract(**extra: Any) -> IOContract:
     """Contract of a CycleGAN generator: RGB in -1..1, output tanh -1..1."""
     return IOContract(family=CYCLEGAN, value_range=RANGE_MINUS1_1, **extra)
+
+
+def multistyle_contract(**extra: Any) -> IOContract:
+    """Contract of a multi-style transform net: RGB in 0..255 plus a weight per style (``styles``), RGB 0..255 out.
+
+    ``condition_dim`` is the number of styles (``len(styles)`` unless given).
+    """
+    extra.setdefault("condition_dim", len(extra.get("styles") or ()))
+    return IOContract(family=MULTISTYLE, value_range=RANGE_0_255, **extra)
 
 
 def arbitrary_contract(**extra: Any) -> IOContract:

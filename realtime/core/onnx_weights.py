@@ -43,27 +43,38 @@ def _check_input(contract: IOContract) -> np.ndarray:
     return rng.uniform(lo, hi, (1, 3, *CHECK_SIZE)).astype(np.float32)
 
 
-def _run_file(model: onnx.ModelProto, x: np.ndarray) -> np.ndarray:
-    """The file's own output for ``x``: ONNX Runtime on the CPU, else ONNX's (slow, pure) reference evaluator."""
-    name = model.graph.input[0].name if model.graph.input else INPUT_NAME
+def _check_style(contract: IOContract) -> np.ndarray | None:
+    """A conditioned net's style vector for the check, ``(1, D)``: a blend of every style, else None."""
+    if not contract.condition_dim:
+        return None
+    return np.full((1, contract.condition_dim), 1.0 / contract.condition_dim, np.float32)
+
+
+def _run_file(model: onnx.ModelProto, *inputs: np.ndarray) -> np.ndarray:
+    """The file's own output: ONNX Runtime on the CPU, else ONNX's (slow, pure) reference evaluator."""
+    names = [i.name for i in model.graph.input] or [INPUT_NAME]
     try:
         import onnxruntime as ort  # noqa: PLC0415 - optional: a GPU-only install may run without it
     except ImportError:
         from onnx.reference import ReferenceEvaluator  # noqa: PLC0415 - only without ONNX Runtime
 
-        return np.asarray(ReferenceEvaluator(model).run(None, {name: x})[0], dtype=np.float32)
+        return np.asarray(ReferenceEvaluator(model).run(None, dict(zip(names, inputs)))[0], dtype=np.float32)
     options = ort.SessionOptions()
     options.log_severity_level = 3
     session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
-    dtype = np.float16 if session.get_inputs()[0].type == "tensor(float16)" else np.float32
-    return np.asarray(session.run(None, {session.get_inputs()[0].name: x.astype(dtype)})[0], dtype=np.float32)
+    feeds = {
+        arg.name: value.astype(np.float16 if arg.type == "tensor(float16)" else np.float32)
+        for arg, value in zip(session.get_inputs(), inputs)
+    }
+    return np.asarray(session.run(None, feeds)[0], dtype=np.float32)
 
 
 def torch_model_from_onnx(path: str | os.PathLike, *, check: bool = True) -> LoadedModel:
     """The PyTorch network of one of our ``.onnx`` files: float32, eval mode, on the CPU.
 
-    ``check`` runs the rebuilt net and the file on one ``(1, 3, 20, 28)`` input and requires
-    them to agree within the export tolerance (0.5 levels of 255; 8 for fp16 files). Raises
+    ``check`` runs the rebuilt net and the file on one ``(1, 3, 20, 28)`` input (and, for a
+    conditioned net such as a multi-style one, an even blend of its styles) and requires them to
+    agree within the export tolerance (0.5 levels of 255; 8 for fp16 files). Raises
     :class:`NotRebuildable` with the reason for any file it cannot rebuild exactly.
     """
     path = Path(path)
@@ -78,11 +89,13 @@ def torch_model_from_onnx(path: str | os.PathLike, *, check: bool = True) -> Loa
         contract = IOContract.from_json(meta[CONTRACT_KEY])
     except (ValueError, TypeError) as exc:
         raise NotRebuildable(f"{path.name}: unreadable {CONTRACT_KEY} metadata ({exc})") from None
-    if contract.condition_dim or len(model.graph.input) != 1:
-        raise NotRebuildable(f"{path.name} takes more than an image (a style vector); it runs as ONNX")
     owner = FAMILIES.get(contract.family)
     if owner is None:
         raise NotRebuildable(f"{path.name}: family {contract.family!r} is not one this version knows")
+    if len(model.graph.input) != 1 + bool(contract.condition_dim) or (
+        contract.condition_dim and not owner.foreign_layouts
+    ):
+        raise NotRebuildable(f"{path.name} takes more than an image (a style vector); it runs as ONNX")
     state = {name: torch.from_numpy(array.copy()) for name, array in initializer_arrays(model).items()}
     layout = next((lay for lay in owner.foreign_layouts if lay.marker in state), None)
     if layout is None:
@@ -100,10 +113,10 @@ def torch_model_from_onnx(path: str | os.PathLike, *, check: bool = True) -> Loa
     net.load_state_dict({k: state[k].float() for k in expected})
     net.eval()
     if check:
-        x = _check_input(contract)
+        inputs = [a for a in (_check_input(contract), _check_style(contract)) if a is not None]
         with torch.inference_mode():
-            ours = net(torch.from_numpy(x)).numpy()
-        theirs = _run_file(model, x)
+            ours = net(*map(torch.from_numpy, inputs)).numpy()
+        theirs = _run_file(model, *inputs)
         lo, hi = contract.value_range
         error = float(np.abs(ours - theirs).max()) * 255.0 / (hi - lo) if ours.shape == theirs.shape else np.inf
         tolerance = TOLERANCE_LEVELS.get(meta.get("nst_precision", "fp32"), TOLERANCE_LEVELS["fp16"])

@@ -21,10 +21,17 @@ import torch
 from torch import nn
 
 from realtime.core.arbitrary_styles import arbitrary_styles
-from realtime.core.contract import IOContract, arbitrary_contract, cyclegan_contract, johnson_contract
+from realtime.core.contract import (
+    IOContract,
+    arbitrary_contract,
+    cyclegan_contract,
+    johnson_contract,
+    multistyle_contract,
+)
 from realtime.core.errors import InvalidValue
 from realtime.core.nets.arbitrary import ArbitraryTransformNet
 from realtime.core.nets.cyclegan import PatchDiscriminator, ResnetGenerator
+from realtime.core.nets.multistyle import MultiStyleNet
 from realtime.core.nets.transformer import TransformerNet
 from realtime.core.styles import NamedStyles
 
@@ -69,6 +76,11 @@ class Family:
     extra: Mapping[str, Any] = field(default_factory=dict)
 
 
+def named_styles(contract: IOContract) -> NamedStyles:
+    """One weight per style named in ``contract.styles`` (numbered ``0 … D-1`` when a file names none)."""
+    return NamedStyles(contract.styles or tuple(map(str, range(contract.condition_dim))))
+
+
 def _transformer_kwargs(state: StateDict) -> dict[str, Any]:
     """Width and residual-block count of a TransformerNet state dict (pytorch/examples layout)."""
     blocks = {int(m.group(1)) for k in state if (m := re.match(r"^res(\d+)\.", k))}
@@ -80,6 +92,26 @@ def _generator_kwargs(state: StateDict) -> dict[str, Any]:
     blocks = {int(m.group(1)) for k in state if (m := re.match(r"^model\.(\d+)\.conv_block\.", k))}
     stem = state["model.1.weight"]
     return {"ngf": int(stem.shape[0]), "n_blocks": len(blocks), "in_channels": int(stem.shape[1]), "out_channels": 3}
+
+
+def _multistyle_kwargs(state: StateDict) -> dict[str, Any]:
+    """A MultiStyleNet's constructor arguments from its weights' shapes (an exported file's initializers).
+
+    Zero padding (an ablation variant) leaves no trace in the weights; a rebuild checks its output.
+    """
+    blocks = {int(m.group(1)) for k in state if (m := re.match(r"^res(\d+)\.", k))}
+    n_styles, c1 = (int(v) for v in state["in1.weight"].shape)
+    up = [int(state[f"in{i}.weight"].shape[1]) for i in (4, 5)]
+    return {
+        "n_styles": n_styles,
+        "channels": [c1, int(state["in2.weight"].shape[1]), int(state["in3.weight"].shape[1])],
+        "num_residual": len(blocks),
+        "up_channels": up,
+        "stem_kernel": int(state["conv1.conv2d.weight"].shape[-1]),
+        "out_kernel": int(state["deconv3.conv2d.weight"].shape[-1]),
+        "residual": "separable" if "res1.conv1.depthwise.weight" in state else "conv",
+        "upsample": "shuffle" if state["deconv1.conv2d.weight"].shape[0] == 4 * up[0] else "resize",
+    }
 
 
 FAMILIES: dict[str, Family] = {
@@ -102,6 +134,20 @@ FAMILIES: dict[str, Family] = {
             checkpoint_names={"resnet_generator": ResnetGenerator, "patch_discriminator": PatchDiscriminator},
             contract=cyclegan_contract,
             foreign_layouts=(ForeignLayout("CycleGAN authors'", "model.1.weight", _generator_kwargs),),
+        ),
+        Family(
+            name="multistyle",
+            summary="Dumoulin et al. (2017) conditional-instance-norm transform net: N styles in one net, "
+            "chosen or blended by a weight per style",
+            runtime_net=MultiStyleNet,
+            checkpoint_names={"multistyle_net": MultiStyleNet},
+            contract=multistyle_contract,
+            # Our own exports only (no multi-style net is published as a bare state dict): the family's
+            # .onnx files are rebuilt as the PyTorch net for the GPU. Johnson's marker is found first in
+            # a bare pytorch/examples file, whose "in1.weight" is 1-D.
+            foreign_layouts=(ForeignLayout("this project's multi-style export", "in1.weight", _multistyle_kwargs),),
+            runtime_inputs=("image", "style"),
+            style_resolver=named_styles,
         ),
         Family(
             name="arbitrary",
@@ -157,7 +203,7 @@ def style_resolver(contract: IOContract) -> Any:
     owner = FAMILIES.get(contract.family)
     if owner is not None and owner.style_resolver is not None:
         return owner.style_resolver(contract)
-    return NamedStyles(contract.styles or tuple(map(str, range(contract.condition_dim))))
+    return named_styles(contract)
 
 
 def detect_foreign(state: StateDict) -> tuple[Family, ForeignLayout] | None:
