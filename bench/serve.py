@@ -304,7 +304,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     token = "bench-token-0000"
     server_args = ["--model", args.model, "--size", f"{args.size[0]}x{args.size[1]}", "--no-local-models"]
     server_args += ["--device", args.device, "--batch", args.batch, "--token", token, "--quiet"]
-    server_args += ["--max-clients", str(max(args.clients, 1)), "--idle-timeout", "30"]
+    # A browser closed at the end of a round leaves its session open until the idle timeout; room for
+    # every round's clients keeps the next round from being refused as one client too many.
+    room = max(args.clients, 1) * max(args.rounds, 1)
+    server_args += ["--max-clients", str(room), "--idle-timeout", "30"]
     rounds: list[dict] = []
     baselines: list[float] = []
     baseline_cpu: list[float] = []
