@@ -209,6 +209,20 @@ class PendingOutput:
 
 
 @contextlib.contextmanager
+def _writing(tmp: Path, final: Path) -> Iterator[None]:
+    """Around writing ``tmp`` and publishing it as ``final``: ``tmp`` is removed whatever happens, and
+    an OS error about writing them (disk full, no permission) becomes one line that names ``final``."""
+    try:
+        yield
+    except OSError as exc:
+        if not _about_writing(exc, tmp, final):
+            raise
+        raise UserError(os_error_line(exc, final, "cannot write") + "; nothing was written") from None
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
 def output_file(final: str | os.PathLike, *, force: bool = False, suffix: str | None = None) -> Iterator[PendingOutput]:
     """Write a user's output through a hidden temporary file; publish it when the block ends.
 
@@ -229,7 +243,7 @@ def output_file(final: str | os.PathLike, *, force: bool = False, suffix: str | 
         raise OutputExists(f"{final} already exists", final)
     tmp = _temp_beside(final, suffix)
     pending = PendingOutput(tmp, final, force)
-    try:
+    with _writing(tmp, final):
         yield pending
         if pending.partial and final.exists():
             target = partial_name(final)
@@ -254,12 +268,6 @@ def output_file(final: str | os.PathLike, *, force: bool = False, suffix: str | 
                     f"it was left as it is, this run's result is {kept}",
                     final,
                 ) from None
-    except OSError as exc:
-        if not _about_writing(exc, tmp, final):
-            raise
-        raise UserError(os_error_line(exc, final, "cannot write") + "; nothing was written") from None
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 @contextlib.contextmanager
@@ -273,15 +281,9 @@ def atomic_path(final: str | os.PathLike, suffix: str | None = None) -> Iterator
     """
     final = Path(final)
     tmp = _temp_beside(final, suffix)
-    try:
+    with _writing(tmp, final):
         yield tmp
         os.replace(tmp, final)
-    except OSError as exc:
-        if not _about_writing(exc, tmp, final):
-            raise
-        raise UserError(os_error_line(exc, final, "cannot write") + "; nothing was written") from None
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _read_umask() -> int:
