@@ -25,6 +25,20 @@ class IdentityStylizer:
         return [f.copy() for f in frames]
 
 
+class InterruptingStylizer(IdentityStylizer):
+    """An identity stylizer that raises KeyboardInterrupt at its ``at``-th frame (Ctrl-C mid-run)."""
+
+    def __init__(self, at: int) -> None:
+        super().__init__()
+        self.at, self.calls = at, 0
+
+    def __call__(self, frame: np.ndarray) -> np.ndarray:
+        self.calls += 1
+        if self.calls == self.at:
+            raise KeyboardInterrupt
+        return frame.copy()
+
+
 class ListSink:
     """Collects frames and their infos in lists: the sink of tests."""
 

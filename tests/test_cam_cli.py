@@ -10,7 +10,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from fakes import IdentityStylizer, ListSink
+from fakes import IdentityStylizer, InterruptingStylizer, ListSink
 from video_clips import Invert, install_fake_models, make_clip, read_video
 
 from realtime.cli.cam import CamState, Controls, ModelCycle, check_display, handle_key, main
@@ -284,16 +284,8 @@ def test_pipeline_with_capture_source_on_file(tmp_path):
 
 
 def test_ctrl_c_keeps_the_recording(tmp_path, monkeypatch, capsys):
-    class CtrlC(IdentityStylizer):
-        n = 0
-
-        def __call__(self, frame):
-            CtrlC.n += 1
-            if CtrlC.n == 7:
-                raise KeyboardInterrupt
-            return frame
-
-    install_fake_models(monkeypatch, lambda m: CtrlC())
+    stylizer = InterruptingStylizer(at=7)
+    install_fake_models(monkeypatch, lambda m: stylizer)
     src = make_clip(tmp_path / "in.mp4", frames=20, audio=None)
     out = tmp_path / "rec.mp4"
     assert main(["--model", "x", "--source", str(src), "--no-display", "-o", str(out)]) == 130

@@ -332,20 +332,12 @@ def test_two_runs_to_one_output_never_replace_each_other(tmp_path):
 
 
 def test_interrupt_without_an_existing_file_keeps_the_partial_under_the_name(tmp_path, monkeypatch, capsys):
-    from fakes import IdentityStylizer
+    from fakes import InterruptingStylizer
 
     from realtime.cli import video
 
-    class CtrlC(IdentityStylizer):
-        calls = 0
-
-        def __call__(self, frame):
-            CtrlC.calls += 1
-            if CtrlC.calls == 12:
-                raise KeyboardInterrupt
-            return frame.copy()
-
-    install_fake_models(monkeypatch, lambda model: CtrlC())
+    stylizer = InterruptingStylizer(at=12)
+    install_fake_models(monkeypatch, lambda model: stylizer)
     src = make_clip(tmp_path / "long.mp4", frames=40, fps=20)
     out = tmp_path / "out.mp4"
     assert video.main([str(src), "-m", "x", "-o", str(out), "--no-progress"]) == 130

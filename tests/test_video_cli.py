@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from fakes import IdentityStylizer
+from fakes import InterruptingStylizer
 from video_clips import Invert, install_fake_models, make_clip, read_video
 
 from realtime.cli.video import main
@@ -275,16 +275,8 @@ def test_disk_full_mid_write(tmp_path, clip, identity, monkeypatch, capsys):
 
 
 def test_ctrl_c_in_process_keeps_a_playable_partial_file(tmp_path, monkeypatch, capsys):
-    class CtrlC(IdentityStylizer):
-        calls = 0
-
-        def __call__(self, frame):
-            CtrlC.calls += 1
-            if CtrlC.calls == 12:
-                raise KeyboardInterrupt
-            return frame.copy()
-
-    install_fake_models(monkeypatch, lambda model: CtrlC())
+    stylizer = InterruptingStylizer(at=12)
+    install_fake_models(monkeypatch, lambda model: stylizer)
     src = make_clip(tmp_path / "long.mp4", frames=40)
     out = tmp_path / "partial.mp4"
     assert main([str(src), "-m", "x", "-o", str(out), "--no-progress"]) == 130
